@@ -1,0 +1,36 @@
+# Fresh machine: `make demo` or `make test` create .venv, install the pinned requirements, build the
+# extension against that torch (`pip install --no-build-isolation -e .`) and run.
+PYTHON ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+SETUP := $(VENV)/.dopfast-setup
+BUILT := $(VENV)/.dopfast-built
+SOURCES := $(shell find csrc dopfast -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh' -o -name '*.inc') CMakeLists.txt pyproject.toml
+
+.PHONY: demo test test-all bench experiments clean
+
+$(SETUP): requirements-dev.txt
+	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(BUILT): $(SETUP) $(SOURCES)
+	$(VPY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+demo: $(BUILT)
+	$(VPY) -m dopfast demo
+
+test: $(BUILT)
+	$(VPY) -m pytest -q
+
+test-all: $(BUILT)
+	$(VPY) -m pytest -q -m ""
+
+bench: $(BUILT)
+	$(VPY) bench/ops.py
+	$(VPY) bench/rpca_loop.py
+
+clean:
+	rm -rf build $(BUILT)

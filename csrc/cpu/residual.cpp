@@ -1,0 +1,108 @@
+// CPU kernels of the residual family: residual_step_, residual_step_out_, dop_residual, dop_residual_backward.
+#include "cpu/simd_api.h"
+#include "residual_args.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <torch/library.h>
+
+#include <vector>
+
+namespace dopfast::cpu {
+namespace {
+
+// Fixed-size chunks make the sum of squares independent of the thread count; threads are used only for
+// tensors of several MiB (on small tensors a parallel region costs more than it saves).
+constexpr int64_t kChunk = 1 << 15;
+constexpr int64_t kChunksPerThread = 32;
+
+template <typename F>
+void for_each_chunk(int64_t numel, const F& f) {
+  const int64_t chunks = (numel + kChunk - 1) / kChunk;
+  at::parallel_for(0, chunks, kChunksPerThread, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      const int64_t begin = c * kChunk;
+      f(c, begin, std::min(numel, begin + kChunk) - begin);
+    }
+  });
+}
+
+at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
+                              at::Tensor& r_contig) {
+  const at::Tensor xc = x.contiguous(), yc = y.contiguous();
+  InplaceContiguous gw(g), hw(h);
+  double total = 0;
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dopfast_residual_step_cpu", [&] {
+    const auto& k = kernels(scalar_t{});
+    const scalar_t* xp = xc.const_data_ptr<scalar_t>();
+    const scalar_t* yp = yc.const_data_ptr<scalar_t>();
+    scalar_t* gp = gw.work.mutable_data_ptr<scalar_t>();
+    scalar_t* hp = hw.work.mutable_data_ptr<scalar_t>();
+    scalar_t* rp = r_contig.mutable_data_ptr<scalar_t>();
+    const int64_t numel = x.numel();
+    std::vector<double> partial((numel + kChunk - 1) / kChunk, 0.0);
+    for_each_chunk(numel, [&](int64_t c, int64_t b, int64_t len) {
+      partial[c] = k.residual_step(xp + b, gp + b, hp + b, yp + b, rp + b, len, static_cast<scalar_t>(step));
+    });
+    for (double v : partial) total += v;
+  });
+  gw.finish();
+  hw.finish();
+  return at::empty({}, x.options()).fill_(0.25 * total);
+}
+
+std::tuple<at::Tensor, at::Tensor> residual_step_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
+                                                     const at::Tensor& y, double step) {
+  return residual_step_op(x, g, h, y, step, residual_step_into);
+}
+
+at::Tensor residual_step_out_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y,
+                                 double step, at::Tensor& r) {
+  return residual_step_out_op(x, g, h, y, step, r, residual_step_into);
+}
+
+at::Tensor dop_residual_cpu(const at::Tensor& x, const at::Tensor& g, const at::Tensor& h, const at::Tensor& y) {
+  check_residual_args("dop_residual", x, g, h, y);
+  const at::Tensor xc = x.contiguous(), gc = g.contiguous(), hc = h.contiguous(), yc = y.contiguous();
+  at::Tensor r = at::empty(x.sizes(), x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dopfast_dop_residual_cpu", [&] {
+    const auto& k = kernels(scalar_t{});
+    const scalar_t *xp = xc.const_data_ptr<scalar_t>(), *gp = gc.const_data_ptr<scalar_t>(),
+                   *hp = hc.const_data_ptr<scalar_t>(), *yp = yc.const_data_ptr<scalar_t>();
+    scalar_t* rp = r.mutable_data_ptr<scalar_t>();
+    for_each_chunk(x.numel(), [&](int64_t, int64_t b, int64_t len) {
+      k.dop_residual(xp + b, gp + b, hp + b, yp + b, rp + b, len);
+    });
+  });
+  return r;
+}
+
+std::tuple<at::Tensor, at::Tensor> dop_residual_backward_cpu(const at::Tensor& grad, const at::Tensor& g,
+                                                             const at::Tensor& h) {
+  check_residual_backward_args(grad, g, h);
+  const at::Tensor dc = grad.contiguous(), gc = g.contiguous(), hc = h.contiguous();
+  at::Tensor grad_g = at::empty(g.sizes(), g.options()), grad_h = at::empty(h.sizes(), h.options());
+  AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "dopfast_dop_residual_backward_cpu", [&] {
+    const auto& k = kernels(scalar_t{});
+    const scalar_t *dp = dc.const_data_ptr<scalar_t>(), *gp = gc.const_data_ptr<scalar_t>(),
+                   *hp = hc.const_data_ptr<scalar_t>();
+    scalar_t *ggp = grad_g.mutable_data_ptr<scalar_t>(), *ghp = grad_h.mutable_data_ptr<scalar_t>();
+    for_each_chunk(grad.numel(), [&](int64_t, int64_t b, int64_t len) {
+      k.dop_residual_backward(dp + b, gp + b, hp + b, ggp + b, ghp + b, len);
+    });
+  });
+  return {grad_g, grad_h};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dopfast, CPU, m) {
+  m.impl("residual_step_", &residual_step_cpu);
+  m.impl("residual_step_out_", &residual_step_out_cpu);
+  m.impl("dop_residual", &dop_residual_cpu);
+  m.impl("dop_residual_backward", &dop_residual_backward_cpu);
+}
+
+}  // namespace dopfast::cpu

@@ -1,0 +1,43 @@
+// Raw-pointer CPU kernels, compiled once per instruction set (simd_default.cpp, simd_avx2.cpp) and picked at
+// run time (simd_dispatch.cpp). These files see no torch header: tensors are unpacked by the op wrappers.
+#pragma once
+
+#include <cstdint>
+
+namespace dopfast::cpu {
+
+// One DOP robust-PCA problem, min 1/4 ||X + g*g - h*h - Y||^2 with X = U U^T (v == nullptr) or X = U V^T.
+// All matrices are row-major and contiguous: Y, g, h are m x n; U is m x k; V is n x k.
+template <typename T>
+struct RpcaProblem {
+  int64_t m = 0, n = 0, k = 0;
+  const T* y = nullptr;
+  T* u = nullptr;
+  T* v = nullptr;
+  T* g = nullptr;
+  T* h = nullptr;
+  double tau = 0, alpha = 0, tol = 0;
+  int64_t iters = 0;
+  T* losses = nullptr;  // iters entries; entries after the last step taken are set to NaN
+};
+
+template <typename T>
+struct KernelTable {
+  // r = x + g*g - h*h - y; g -= step*r*g; h += step*r*h. Returns sum(r*r) (pre-update), accumulated in double.
+  double (*residual_step)(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step);
+  // r = x + g*g - h*h - y
+  void (*dop_residual)(const T* x, const T* g, const T* h, const T* y, T* r, int64_t n);
+  // grad_g = 2 g grad, grad_h = -2 h grad
+  void (*dop_residual_backward)(const T* grad, const T* g, const T* h, T* grad_g, T* grad_h, int64_t n);
+  // Runs the whole gradient-descent loop of one problem in place; returns the number of steps taken.
+  int64_t (*rpca_solve)(const RpcaProblem<T>& p);
+  const char* isa;
+};
+
+const KernelTable<float>& kernels(float);
+const KernelTable<double>& kernels(double);
+
+// Name of the instruction set the kernels were picked for ("avx2" or "default").
+const char* simd_isa();
+
+}  // namespace dopfast::cpu

@@ -1,0 +1,57 @@
+// Elementwise DOP kernels on raw pointers. Included inside namespace dopfast::cpu::<isa> by simd_default.cpp
+// and simd_avx2.cpp, so the same source is compiled once per instruction set.
+//
+// The loops run over blocks of kLanes independent lanes with fixed trip counts, which GCC turns into packed
+// vector code (and FMA under -mfma); the sum of squares keeps kLanes double accumulators so that float32 input
+// is summed in double and the order of additions does not depend on the thread count.
+#pragma once
+
+#include <cstdint>
+
+constexpr int kLanes = 16;
+
+template <typename T>
+double residual_step_impl(const T* __restrict x, T* __restrict g, T* __restrict h, const T* __restrict y,
+                          T* __restrict r, int64_t n, T step) {
+  double acc[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes) {
+    for (int j = 0; j < kLanes; ++j) {
+      const T gi = g[i + j], hi = h[i + j];
+      const T ri = x[i + j] + gi * gi - hi * hi - y[i + j];
+      r[i + j] = ri;
+      g[i + j] = gi - step * ri * gi;
+      h[i + j] = hi + step * ri * hi;
+      acc[j] += static_cast<double>(ri) * static_cast<double>(ri);
+    }
+  }
+  for (int j = 0; i + j < n; ++j) {
+    const T gi = g[i + j], hi = h[i + j];
+    const T ri = x[i + j] + gi * gi - hi * hi - y[i + j];
+    r[i + j] = ri;
+    g[i + j] = gi - step * ri * gi;
+    h[i + j] = hi + step * ri * hi;
+    acc[j] += static_cast<double>(ri) * static_cast<double>(ri);
+  }
+  double total = 0;
+  for (int j = 0; j < kLanes; ++j) total += acc[j];
+  return total;
+}
+
+template <typename T>
+void dop_residual_impl(const T* __restrict x, const T* __restrict g, const T* __restrict h, const T* __restrict y,
+                       T* __restrict r, int64_t n) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) r[i] = x[i] + g[i] * g[i] - h[i] * h[i] - y[i];
+}
+
+template <typename T>
+void dop_residual_backward_impl(const T* __restrict grad, const T* __restrict g, const T* __restrict h,
+                                T* __restrict grad_g, T* __restrict grad_h, int64_t n) {
+#pragma GCC ivdep
+  for (int64_t i = 0; i < n; ++i) {
+    const T two_grad = grad[i] + grad[i];
+    grad_g[i] = two_grad * g[i];
+    grad_h[i] = -two_grad * h[i];
+  }
+}

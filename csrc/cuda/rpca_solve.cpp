@@ -1,0 +1,58 @@
+// CUDA rpca_dop_solve / rpca_dop_solve_uv: the one-block-per-problem kernel when a problem fits in shared
+// memory, otherwise the ATen loop (cuBLAS products, batched, converged problems masked out).
+#include "cuda/launchers.h"
+#include "rpca_aten_loop.h"
+
+#include <ATen/Dispatch.h>
+#include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>
+#include <torch/library.h>
+
+namespace dopfast::cuda {
+namespace {
+
+RpcaOutputs rpca_solve_cuda_impl(std::string_view op, const at::Tensor& y, const at::Tensor& u0,
+                                 const std::optional<at::Tensor>& v0, const at::Tensor& g0, const at::Tensor& h0,
+                                 double tau, double alpha, int64_t iters, double tol) {
+  bool batched = false;
+  RpcaOutputs out = prepare_rpca(op, y, u0, v0, g0, h0, tau, alpha, iters, tol, batched);
+  const c10::cuda::CUDAGuard guard(y.device());
+  const at::Tensor y3 = (batched ? y : y.unsqueeze(0)).contiguous();
+  const int64_t B = y3.size(0), m = y3.size(1), n = y3.size(2), k = out.u.size(2);
+  if (B == 0 || iters == 0) return finish_rpca(std::move(out), batched);
+  bool launched = false;
+  if (m * n > 0) {
+    AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dopfast_rpca_dop_solve_cuda", [&] {
+      launched = launch_rpca_solve<scalar_t>(
+          B, m, n, k, y3.const_data_ptr<scalar_t>(), out.u.mutable_data_ptr<scalar_t>(),
+          out.v.defined() ? out.v.mutable_data_ptr<scalar_t>() : nullptr, out.g.mutable_data_ptr<scalar_t>(),
+          out.h.mutable_data_ptr<scalar_t>(), tau, alpha, iters, tol, out.losses.mutable_data_ptr<scalar_t>(),
+          out.n_iter.mutable_data_ptr<int64_t>(), c10::cuda::getCurrentCUDAStream());
+    });
+  }
+  if (!launched) rpca_aten_loop(y3, out, tau, alpha, iters, tol);
+  return finish_rpca(std::move(out), batched);
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_cuda(
+    const at::Tensor& y, const at::Tensor& u0, const at::Tensor& g0, const at::Tensor& h0, double tau, double alpha,
+    int64_t iters, double tol) {
+  RpcaOutputs o = rpca_solve_cuda_impl("rpca_dop_solve", y, u0, std::nullopt, g0, h0, tau, alpha, iters, tol);
+  return {o.u, o.g, o.h, o.losses, o.n_iter};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_uv_cuda(
+    const at::Tensor& y, const at::Tensor& u0, const at::Tensor& v0, const at::Tensor& g0, const at::Tensor& h0,
+    double tau, double alpha, int64_t iters, double tol) {
+  RpcaOutputs o = rpca_solve_cuda_impl("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol);
+  return {o.u, o.v, o.g, o.h, o.losses, o.n_iter};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_IMPL(dopfast, CUDA, m) {
+  m.impl("rpca_dop_solve", &rpca_dop_solve_cuda);
+  m.impl("rpca_dop_solve_uv", &rpca_dop_solve_uv_cuda);
+}
+
+}  // namespace dopfast::cuda

@@ -1,0 +1,72 @@
+// Argument checks and output allocation shared by every backend of rpca_dop_solve / rpca_dop_solve_uv.
+#pragma once
+
+#include "checks.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+
+#include <optional>
+
+namespace dopfast {
+
+struct RpcaOutputs {
+  at::Tensor u, v, g, h, losses, n_iter;  // v undefined for the U U^T model
+};
+
+// Checks the arguments and returns working copies (contiguous, owned) that the solver updates in place.
+// Unbatched inputs are viewed as a batch of one; `batched` says which.
+inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const at::Tensor& u0,
+                                const std::optional<at::Tensor>& v0, const at::Tensor& g0, const at::Tensor& h0,
+                                double tau, double alpha, int64_t iters, double tol, bool& batched) {
+  check_float_tensor(y, op, "y");
+  TORCH_CHECK(y.dim() == 2 || y.dim() == 3, "dopfast.", op,
+              ": y must be a matrix (m, n) or a batch of matrices (B, m, n), got shape ", y.sizes());
+  batched = y.dim() == 3;
+  const int64_t B = batched ? y.size(0) : 1, m = y.size(-2), n = y.size(-1);
+  const bool sym = !v0.has_value();
+  TORCH_CHECK(!sym || m == n, "dopfast.", op, ": the U U^T model needs square y, got shape ", y.sizes(),
+              " (use rpca_dop_solve_uv for rectangular data)");
+  check_like(y, "y", u0, op, "u0", /*same_shape=*/false);
+  TORCH_CHECK(u0.dim() == y.dim() && u0.size(-2) == m && (!batched || u0.size(0) == B), "dopfast.", op,
+              ": u0 must have shape ", batched ? "(B, m, k)" : "(m, k)", " matching y ", y.sizes(), ", got ",
+              u0.sizes());
+  const int64_t k = u0.size(-1);
+  if (!sym) {
+    check_like(y, "y", *v0, op, "v0", /*same_shape=*/false);
+    TORCH_CHECK(v0->dim() == y.dim() && v0->size(-2) == n && v0->size(-1) == k && (!batched || v0->size(0) == B),
+                "dopfast.", op, ": v0 must have shape ", batched ? "(B, n, k)" : "(n, k)", " with n = ", n,
+                " and k = ", k, " (from y and u0), got ", v0->sizes());
+  }
+  check_like(y, "y", g0, op, "g0");
+  check_like(y, "y", h0, op, "h0");
+  check_finite_scalar(tau, op, "tau");
+  check_finite_scalar(alpha, op, "alpha");
+  TORCH_CHECK(tau > 0, "dopfast.", op, ": tau must be > 0, got ", tau);
+  TORCH_CHECK(alpha > 0, "dopfast.", op, ": alpha must be > 0, got ", alpha);
+  check_finite_scalar(alpha * tau, op, "alpha * tau");
+  TORCH_CHECK(iters >= 0, "dopfast.", op, ": iters must be >= 0, got ", iters);
+  check_finite_scalar(tol, op, "tol");
+  TORCH_CHECK(tol >= 0, "dopfast.", op, ": tol must be >= 0, got ", tol);
+
+  const auto own = [&](const at::Tensor& t) { return (batched ? t : t.unsqueeze(0)).clone(at::MemoryFormat::Contiguous); };
+  RpcaOutputs out;
+  out.u = own(u0);
+  if (!sym) out.v = own(*v0);
+  out.g = own(g0);
+  out.h = own(h0);
+  out.losses = at::empty({B, iters}, y.options());
+  out.n_iter = at::zeros({B}, y.options().dtype(at::kLong));
+  return out;
+}
+
+// Drops the batch dimension again for unbatched calls.
+inline RpcaOutputs finish_rpca(RpcaOutputs out, bool batched) {
+  if (!batched) {
+    for (at::Tensor* t : {&out.u, &out.v, &out.g, &out.h, &out.losses, &out.n_iter})
+      if (t->defined()) *t = t->squeeze(0);
+  }
+  return out;
+}
+
+}  // namespace dopfast

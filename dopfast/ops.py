@@ -1,0 +1,223 @@
+"""The public fused ops: thin wrappers over ``torch.ops.dopfast.*``, with their fake kernels and autograd.
+
+Every op runs on CPU tensors (C++ kernels) and, when :func:`dopfast.has_cuda_kernels` is true, on CUDA
+tensors. All accept float32/float64, any strides (non-contiguous inputs are copied), and empty tensors.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from . import _checks
+
+__all__ = [
+    "residual_step_",
+    "residual_step_out_",
+    "dop_residual",
+    "lowrank_step_",
+    "lowrank_step_uv_",
+    "rpca_dop_solve",
+    "rpca_dop_solve_uv",
+    "RpcaSolution",
+]
+
+_ops = torch.ops.dopfast
+
+
+def _step(value, name: str, op: str) -> float:
+    """Scalars cross into C++ as Python floats; reject what cannot be one with a message naming it."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"dopfast.{op}: {name} must be a number, got a tensor of shape {tuple(value.shape)}")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"dopfast.{op}: {name} must be a float, got {type(value).__name__}")
+    return float(value)
+
+
+def residual_step_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float) -> tuple[Tensor, Tensor]:
+    """One fused DOP step on the sparse part.
+
+    Computes ``r = x + g∘g − h∘h − y``, then in place ``g −= step·r∘g`` and ``h += step·r∘h`` (with the
+    pre-update ``r``), in one pass over memory. Returns ``(r, loss)`` with ``loss = ¼‖r‖²`` (0-dim tensor,
+    summed in double) from before the update.
+
+    Args:
+        x: ``[...]`` the model's prediction, e.g. ``A(U Uᵀ)``.
+        g, h: ``[...]`` the sparse factors (updated in place; must not alias each other or x, y).
+        y: ``[...]`` observations.
+        step: the sparse step ``α·τ``.
+    """
+    return _ops.residual_step_(x, g, h, y, _step(step, "step", "residual_step_"))
+
+
+def residual_step_out_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float, r: Tensor) -> Tensor:
+    """:func:`residual_step_` writing the residual into the caller's buffer ``r``; returns the loss."""
+    return _ops.residual_step_out_(x, g, h, y, _step(step, "step", "residual_step_out_"), r)
+
+
+def dop_residual(x: Tensor, g: Tensor, h: Tensor, y: Tensor) -> Tensor:
+    """Differentiable ``x + g∘g − h∘h − y`` (fused forward and backward kernels), e.g. ``φ(θ) + s − y`` in DIP."""
+    return _ops.dop_residual(x, g, h, y)
+
+
+def lowrank_step_(u: Tensor, r: Tensor, step: float) -> None:
+    """``u −= step · r @ u`` for symmetric ``r`` (``[n, n]``, ``u`` ``[n, k]``, or batches ``[B, …]``).
+
+    For a non-symmetric residual pass ``½(r + rᵀ)``, the gradient of ``¼‖U Uᵀ − …‖²``.
+    """
+    _ops.lowrank_step_(u, r, _step(step, "step", "lowrank_step_"))
+
+
+def lowrank_step_uv_(u: Tensor, v: Tensor, r: Tensor, step: float) -> None:
+    """``u −= step · r @ v`` and ``v −= step · rᵀ @ u_old`` (``r`` ``[m, n]``, ``u`` ``[m, k]``, ``v`` ``[n, k]``)."""
+    _ops.lowrank_step_uv_(u, v, r, _step(step, "step", "lowrank_step_uv_"))
+
+
+class RpcaSolution(NamedTuple):
+    """Result of :func:`rpca_dop_solve` / :func:`rpca_dop_solve_uv` (``v`` is None for ``U Uᵀ``).
+
+    ``losses[..., t]`` is ``¼‖R‖²`` before step ``t``; entries after the last step taken are NaN.
+    ``n_iter`` is the number of steps taken (per problem for a batch).
+    """
+
+    u: Tensor
+    v: Tensor | None
+    g: Tensor
+    h: Tensor
+    losses: Tensor
+    n_iter: Tensor
+
+
+def _solver_scalars(op: str, tau, alpha, iters, tol):
+    tau, alpha, tol = _step(tau, "tau", op), _step(alpha, "alpha", op), _step(tol, "tol", op)
+    if isinstance(iters, bool) or not isinstance(iters, int):
+        raise TypeError(f"dopfast.{op}: iters must be an int, got {type(iters).__name__}")
+    return tau, alpha, iters, tol
+
+
+def rpca_dop_solve(y: Tensor, u0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float, iters: int,
+                   tol: float = 0.0) -> RpcaSolution:
+    """The whole DOP gradient-descent loop for ``min ¼‖U Uᵀ + g∘g − h∘h − y‖²`` in one call.
+
+    Steps ``U −= τ·½(R + Rᵀ)U``, ``g −= ατ·R∘g``, ``h += ατ·R∘h`` (``R`` the residual), for at most
+    ``iters`` steps; stops after a step whose relative loss change and relative step ``‖Δθ‖/‖θ‖`` are both
+    ``≤ tol`` (``tol=0``: never). ``y`` is ``[n, n]`` (need not be symmetric) or a batch ``[B, n, n]`` of
+    independent problems, solved in one call (one thread per problem on the CPU, one block on the GPU).
+    The inputs are not modified.
+    """
+    tau, alpha, iters, tol = _solver_scalars("rpca_dop_solve", tau, alpha, iters, tol)
+    u, g, h, losses, n_iter = _ops.rpca_dop_solve(y, u0, g0, h0, tau, alpha, iters, tol)
+    return RpcaSolution(u, None, g, h, losses, n_iter)
+
+
+def rpca_dop_solve_uv(y: Tensor, u0: Tensor, v0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float,
+                      iters: int, tol: float = 0.0) -> RpcaSolution:
+    """:func:`rpca_dop_solve` for ``X = U Vᵀ`` (any ``[m, n]`` data): ``U −= τ·R V``, ``V −= τ·Rᵀ U``.
+
+    The factor steps are the gradient of ``½‖U Vᵀ − …‖²`` so that, as for ``U Uᵀ`` (where U appears
+    twice), ``λ = 1/α`` in the equivalent convex problem.
+    """
+    tau, alpha, iters, tol = _solver_scalars("rpca_dop_solve_uv", tau, alpha, iters, tol)
+    return RpcaSolution(*_ops.rpca_dop_solve_uv(y, u0, v0, g0, h0, tau, alpha, iters, tol))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Fake (meta) kernels: the same checks as the C++ boundary, and output metadata, for torch.compile / export.
+
+
+@torch.library.register_fake("dopfast::residual_step_")
+def _(x, g, h, y, step):
+    _checks.residual_step("residual_step_", x, g, h, y, step)
+    return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(())
+
+
+@torch.library.register_fake("dopfast::residual_step_out_")
+def _(x, g, h, y, step, r):
+    _checks.residual_step("residual_step_out_", x, g, h, y, step)
+    _checks.like(x, "x", r, "residual_step_out_", "r")
+    return x.new_empty(())
+
+
+@torch.library.register_fake("dopfast::dop_residual")
+def _(x, g, h, y):
+    _checks.residual("dop_residual", x, g, h, y)
+    return torch.empty_like(x, memory_format=torch.contiguous_format)
+
+
+@torch.library.register_fake("dopfast::dop_residual_backward")
+def _(grad, g, h):
+    _checks.residual_backward(grad, g, h)
+    return (torch.empty_like(g, memory_format=torch.contiguous_format),
+            torch.empty_like(h, memory_format=torch.contiguous_format))
+
+
+@torch.library.register_fake("dopfast::lowrank_step_")
+def _(u, r, step):
+    _checks.lowrank("lowrank_step_", u, None, r, step)
+
+
+@torch.library.register_fake("dopfast::lowrank_step_uv_")
+def _(u, v, r, step):
+    _checks.lowrank("lowrank_step_uv_", u, v, r, step)
+
+
+def _fake_solve(op, y, u0, v0, g0, h0, tau, alpha, iters, tol):
+    _checks.rpca_solve(op, y, u0, v0, g0, h0, tau, alpha, iters, tol)
+    batch = tuple(y.shape[:-2])
+    new = lambda t: torch.empty_like(t, memory_format=torch.contiguous_format)  # noqa: E731
+    out = [new(u0)] + ([] if v0 is None else [new(v0)]) + [new(g0), new(h0)]
+    out += [y.new_empty(batch + (iters,)), y.new_empty(batch, dtype=torch.int64)]
+    return tuple(out)
+
+
+@torch.library.register_fake("dopfast::rpca_dop_solve")
+def _(y, u0, g0, h0, tau, alpha, iters, tol):
+    return _fake_solve("rpca_dop_solve", y, u0, None, g0, h0, tau, alpha, iters, tol)
+
+
+@torch.library.register_fake("dopfast::rpca_dop_solve_uv")
+def _(y, u0, v0, g0, h0, tau, alpha, iters, tol):
+    return _fake_solve("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Autograd: dop_residual's backward is its own op (with a fused kernel); that op's own backward (for double
+# backward) is written with plain torch ops.
+
+
+def _dop_residual_setup(ctx, inputs, output):
+    _, g, h, _ = inputs
+    ctx.save_for_backward(g, h)
+
+
+def _dop_residual_bwd(ctx, grad):
+    g, h = ctx.saved_tensors
+    need_x, need_g, need_h, need_y = ctx.needs_input_grad
+    grad_g = grad_h = None
+    if need_g or need_h:
+        grad_g, grad_h = _ops.dop_residual_backward(grad, g, h)
+    return (grad if need_x else None, grad_g if need_g else None, grad_h if need_h else None,
+            -grad if need_y else None)
+
+
+torch.library.register_autograd("dopfast::dop_residual", _dop_residual_bwd, setup_context=_dop_residual_setup)
+
+
+def _dop_residual_backward_setup(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _dop_residual_backward_bwd(ctx, grad_gg, grad_gh):
+    grad, g, h = ctx.saved_tensors
+    grad_gg = torch.zeros_like(g) if grad_gg is None else grad_gg
+    grad_gh = torch.zeros_like(h) if grad_gh is None else grad_gh
+    # grad_g = 2 g d, grad_h = -2 h d
+    return 2 * (g * grad_gg - h * grad_gh), 2 * grad * grad_gg, -2 * grad * grad_gh
+
+
+torch.library.register_autograd("dopfast::dop_residual_backward", _dop_residual_backward_bwd,
+                                setup_context=_dop_residual_backward_setup)

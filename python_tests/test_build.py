@@ -1,0 +1,49 @@
+"""What the build contains, and the baseline-ISA kernels (the AVX2 copy is what normally runs here)."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+import dopfast
+
+
+def test_build_info():
+    info = dopfast.build_info()
+    assert info["cuda_kernels"] == dopfast.has_cuda_kernels()
+    assert info["cpu_isa"] in ("avx2", "default")
+    if torch.version.cuda is None:
+        assert not dopfast.has_cuda_kernels()
+    ops = {"residual_step_", "residual_step_out_", "dop_residual", "dop_residual_backward", "lowrank_step_",
+           "lowrank_step_uv_", "rpca_dop_solve", "rpca_dop_solve_uv"}
+    assert all(hasattr(torch.ops.dopfast, name) for name in ops)
+
+
+def test_default_isa_kernels_match_reference():
+    # The same checks as the main tests, in a process that forces the baseline (non-AVX2) kernel table.
+    script = textwrap.dedent("""
+        import math, torch, dopfast
+        from dopfast import ops, reference
+        from torch.testing import assert_close
+        assert dopfast.build_info()["cpu_isa"] == "default"
+        for dt in (torch.float32, torch.float64):
+            gen = torch.Generator().manual_seed(0)
+            x, g, h, y = (torch.randn(1001, generator=gen, dtype=dt) for _ in range(4))
+            gr, hr = g.clone(), h.clone()
+            r, loss = ops.residual_step_(x, g, h, y, 0.01)
+            rr, lr = reference.residual_step_(x, gr, hr, y, 0.01)
+            assert_close(r, rr); assert_close(g, gr); assert_close(loss, lr)
+            yy = torch.randn(23, 23, generator=gen, dtype=dt)
+            u0, g0, h0 = (1e-2 * torch.randn(23, 23, generator=gen, dtype=dt) for _ in range(3))
+            a = ops.rpca_dop_solve(yy, u0, g0, h0, 1e-3, 4.0, 20)
+            b = reference.rpca_dop_solve(yy, u0, g0, h0, 1e-3, 4.0, 20)
+            tol = dict(rtol=1e-4, atol=1e-6) if dt == torch.float32 else {}
+            assert_close(a.u, b[0], **tol); assert_close(a.losses, b[3], **tol)
+        print("ok")
+    """)
+    env = dict(os.environ, DOPFAST_SIMD="default")
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")

@@ -51,11 +51,13 @@ inline void check_residual_backward_args(const at::Tensor& grad, const at::Tenso
 
 // The two entry points of residual_step, shared by the backends. `into(x, g, h, y, step, r)` runs the backend's
 // kernel with a contiguous output r and returns the loss tensor.
-template <typename Into>
+// `make_output(x)` allocates the contiguous residual.
+template <typename Into, typename MakeOutput>
 std::tuple<at::Tensor, at::Tensor> residual_step_op(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
-                                                    const at::Tensor& y, double step, Into&& into) {
+                                                    const at::Tensor& y, double step, Into&& into,
+                                                    MakeOutput&& make_output) {
   check_residual_step_args("residual_step_", x, g, h, y, step);
-  at::Tensor r = at::empty(x.sizes(), x.options());
+  at::Tensor r = make_output(x);
   at::Tensor loss = into(x, g, h, y, step, r);
   return {r, loss};
 }

@@ -1,17 +1,61 @@
-// CPU rpca_dop_solve / rpca_dop_solve_uv: small problems run the whole loop in the raw kernel of
-// simd_rpca.h, one thread per problem of a batch; large ones use the ATen loop (MKL GEMMs).
+// CPU rpca_dop_solve / rpca_dop_solve_uv. Small problems run the whole loop in the raw in-cache kernel of
+// simd_rpca.h; larger ones do their two products with the BLAS (at::mm_out into reused buffers) and the rest
+// of the step in the same fused raw passes. Either way, one thread per problem of a batch.
 #include "cpu/simd_api.h"
-#include "rpca_aten_loop.h"
+#include "rpca_args.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/mm.h>
 #include <torch/library.h>
+
+#include <cmath>
+#include <limits>
 
 namespace dopfast::cpu {
 namespace {
 
-// Above this many entries of Y (per problem) the blocked MKL product beats the in-cache kernel.
-constexpr int64_t kSmallProblemEntries = 160 * 160;
+// Above this many entries of Y (per problem) the BLAS's blocked products beat the in-cache kernel.
+constexpr int64_t kSmallProblemEntries = 128 * 128;
+
+// One problem with BLAS products; same steps and stopping rule as rpca_solve_impl. u, v, g, h are the
+// problem's (contiguous) slices of the outputs.
+template <typename T>
+int64_t rpca_solve_blas(const KernelTable<T>& kern, const at::Tensor& y, at::Tensor u, at::Tensor v, at::Tensor g,
+                        at::Tensor h, double tau, double alpha, int64_t iters, double tol, T* losses) {
+  const bool sym = !v.defined();
+  const int64_t m = y.size(0), n = y.size(1);
+  at::Tensor x = at::empty({m, n}, y.options());
+  at::Tensor gu = at::empty_like(u);
+  at::Tensor gv = sym ? at::Tensor() : at::empty_like(v);
+  const T t = static_cast<T>(tau), ga = static_cast<T>(alpha * tau);
+  double prev_loss = 0;
+  int64_t it = 0;
+  for (; it < iters; ++it) {
+    at::mm_out(x, u, sym ? u.t() : v.t());
+    double step_sq = 0, theta_sq = 0;
+    const double loss = 0.25 * kern.rpca_residual(x.data_ptr<T>(), y.const_data_ptr<T>(), g.data_ptr<T>(),
+                                                  h.data_ptr<T>(), m, n, ga, sym, step_sq, theta_sq);
+    losses[it] = static_cast<T>(loss);
+    if (!std::isfinite(loss)) return it + 1;
+    if (sym) {
+      at::mm_out(gu, x, u);  // (R + R^T)/2 U
+    } else {
+      at::mm_out(gu, x, v);
+      at::mm_out(gv, x.t(), u);
+      kern.factor_update(v.data_ptr<T>(), gv.const_data_ptr<T>(), v.numel(), t, step_sq, theta_sq);
+    }
+    kern.factor_update(u.data_ptr<T>(), gu.const_data_ptr<T>(), u.numel(), t, step_sq, theta_sq);
+    const bool done = it > 0 && tol > 0 &&
+                      std::abs(prev_loss - loss) <= tol * std::max(prev_loss, std::numeric_limits<double>::min()) &&
+                      std::sqrt(step_sq / std::max(theta_sq, std::numeric_limits<double>::min())) <= tol;
+    prev_loss = loss;
+    if (done) return it + 1;
+  }
+  return it;
+}
 
 RpcaOutputs rpca_solve_cpu_impl(std::string_view op, const at::Tensor& y, const at::Tensor& u0,
                                 const std::optional<at::Tensor>& v0, const at::Tensor& g0, const at::Tensor& h0,
@@ -21,10 +65,8 @@ RpcaOutputs rpca_solve_cpu_impl(std::string_view op, const at::Tensor& y, const 
   const at::Tensor y3 = (batched ? y : y.unsqueeze(0)).contiguous();
   const int64_t B = y3.size(0), m = y3.size(1), n = y3.size(2), k = out.u.size(2);
   if (B == 0 || iters == 0) return finish_rpca(std::move(out), batched);
-  if (m * n > kSmallProblemEntries || m * n == 0) {
-    rpca_aten_loop(y3, out, tau, alpha, iters, tol);
-    return finish_rpca(std::move(out), batched);
-  }
+  const bool small = m * n <= kSmallProblemEntries;
+  out.losses.fill_(std::numeric_limits<double>::quiet_NaN());
   AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dopfast_rpca_dop_solve_cpu", [&] {
     const auto& kern = kernels(scalar_t{});
     const scalar_t* yp = y3.const_data_ptr<scalar_t>();
@@ -37,6 +79,11 @@ RpcaOutputs rpca_solve_cpu_impl(std::string_view op, const at::Tensor& y, const 
     // One problem per task: the batch is the unit of parallelism, never the inside of one small problem.
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
+        if (!small) {
+          np_out[b] = rpca_solve_blas<scalar_t>(kern, y3[b], out.u[b], out.v.defined() ? out.v[b] : at::Tensor(),
+                                                out.g[b], out.h[b], tau, alpha, iters, tol, lp + b * iters);
+          continue;
+        }
         RpcaProblem<scalar_t> p;
         p.m = m;
         p.n = n;

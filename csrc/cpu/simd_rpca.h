@@ -82,6 +82,46 @@ inline double rpca_residual_rows(T* X, int64_t ldx, const T* __restrict y, T* __
   return loss;
 }
 
+template <typename T>
+inline void symmetrise_in_place(T* R, int64_t n, int64_t ld) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = i + 1; j < n; ++j) {
+      const T s = T(0.5) * (R[i * ld + j] + R[j * ld + i]);
+      R[i * ld + j] = s;
+      R[j * ld + i] = s;
+    }
+}
+
+template <typename T>
+double rpca_residual_impl(T* x, const T* y, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise,
+                          double& step_sq, double& theta_sq) {
+  double dgh_sq = 0;
+  const double loss = rpca_residual_rows<T>(x, n, y, g, h, m, n, ga, dgh_sq, theta_sq);
+  step_sq += dgh_sq;
+  if (symmetrise) symmetrise_in_place(x, n, n);
+  return loss;
+}
+
+template <typename T>
+void factor_update_impl(T* __restrict f, const T* __restrict grad, int64_t count, T tau, double& step_sq,
+                        double& theta_sq) {
+  double st[kLanes] = {}, th[kLanes] = {};
+  const auto body = [&](int64_t i, int lane) {
+    const T d = tau * grad[i], old = f[i];
+    f[i] = old - d;
+    st[lane] += static_cast<double>(d) * d;
+    th[lane] += static_cast<double>(old) * old;
+  };
+  int64_t i = 0;
+  for (; i + kLanes <= count; i += kLanes)
+    for (int lane = 0; lane < kLanes; ++lane) body(i + lane, lane);
+  for (int lane = 0; i + lane < count; ++lane) body(i + lane, lane);
+  for (int lane = 0; lane < kLanes; ++lane) {
+    step_sq += st[lane];
+    theta_sq += th[lane];
+  }
+}
+
 // Epilogue: dst = src - tau * acc (src, dst with row stride ld); adds tau^2 * acc^2 to step_sq and src^2 to theta_sq.
 template <typename T>
 struct UpdateEpilogue {
@@ -177,12 +217,7 @@ int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
     double step_sq = dgh_sq;
     if (sym) {
       T* R = xr.data;
-      for (int64_t i = 0; i < m; ++i)
-        for (int64_t j = i + 1; j < n; ++j) {
-          const T s = T(0.5) * (R[i * np + j] + R[j * np + i]);
-          R[i * np + j] = s;
-          R[j * np + i] = s;
-        }
+      symmetrise_in_place(R, n, np);
       UpdateEpilogue<T> upd{ut, ut_next, mp, tau};
       small_gemm<T>(k, mp, m, ut, mp, 1, R, np, all, upd);
       step_sq += upd.step_sq;

@@ -34,7 +34,8 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
 std::tuple<at::Tensor, at::Tensor> residual_step_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
                                                       const at::Tensor& y, double step) {
   const c10::cuda::CUDAGuard guard(x.device());
-  return residual_step_op(x, g, h, y, step, residual_step_into);
+  return residual_step_op(x, g, h, y, step, residual_step_into,
+                          [](const at::Tensor& like) { return at::empty(like.sizes(), like.options()); });
 }
 
 at::Tensor residual_step_out_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y,

@@ -11,6 +11,7 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
     ) from exc
 
 from . import ops  # noqa: E402  (registers fake kernels and autograd)
+from .rpca import RobustPCA  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,4 @@ def build_info() -> dict:
     }
 
 
-__all__ = ["ops", "has_cuda_kernels", "build_info"]
+__all__ = ["ops", "RobustPCA", "has_cuda_kernels", "build_info"]

@@ -1,0 +1,125 @@
+"""Refinement of a DOP robust-PCA estimate: rank from the spectral gap, then a hard-thresholded refit.
+
+Plain DOP gradient descent approaches its limit (the convex solution of eq. 8) sublinearly and, at any finite
+initialisation scale and step, stops a little short: errors of 1e-3 to 1e-2 on the paper's n = 50 data after
+10⁴–10⁵ steps. Once it has separated the two parts, the estimate carries what exact recovery needs:
+
+1. the rank: the spectrum of X̃ has a clear gap after the true rank (e.g. 22.6 then 1.7e-2 at r = 5);
+2. the support of the corruption: corrupted entries have residuals ``|Y − X̃|`` of the corruption's size,
+   clean ones of the estimate's error.
+
+The refit keeps the entries judged clean, fits a rank-r̂ matrix ``U Vᵀ`` to them exactly by alternating least
+squares (each row of U, then of V, is an r̂ × r̂ least-squares problem), re-reads the support from the new
+residuals (clean residuals fall to ~1e-12, corruptions keep their size) and repeats until the support stops
+changing. On exactly recoverable data this reaches the truth to ~1e-11.
+
+It is accepted only with a certificate, otherwise the DOP estimate is kept:
+
+- the refit is exact on the clean entries (relative residual ≤ ``fit_tol``) and those entries over-determine
+  the rank-r̂ matrix (every row and column keeps more than r̂ clean entries, and there are more clean
+  entries than r̂(m + n − r̂) + max(m, n) unknowns + slack), which a wrong low-rank matrix cannot satisfy for
+  generic data; or
+- it lowers the convex objective ``‖X‖* + λ‖Y − X‖₁`` that DOP minimises implicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Refinement:
+    low_rank: Tensor
+    rank: int
+    accepted: bool
+    reason: str
+    sweeps: int
+
+
+def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
+    """The rank at the largest ratio between consecutive singular values (within ``max_rank``)."""
+    sv = singular_values[: max_rank + 1]
+    sv = sv[sv > sv[0] * 1e-12] if sv.numel() and sv[0] > 0 else sv[:0]
+    if sv.numel() <= 1:
+        return int(sv.numel())
+    ratios = sv[:-1] / sv[1:]
+    return int(torch.argmax(ratios)) + 1
+
+
+def _als_half(y: Tensor, w: Tensor, other: Tensor) -> Tensor:
+    """Rows of F minimising ‖w ∘ (F otherᵀ − y)‖² (weighted least squares per row, tiny ridge for safety)."""
+    gram = torch.einsum("ij,jk,jl->ikl", w, other, other)
+    rhs = (w * y) @ other
+    ridge = 1e-13 * gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(y.dtype).tiny)
+    eye = torch.eye(other.shape[1], dtype=y.dtype, device=y.device)
+    return torch.linalg.solve(gram + ridge[:, None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
+
+
+def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, max_sweeps: int, tol: float):
+    w = clean.to(y.dtype)
+    x = u @ v.mT
+    sweeps = 0
+    for sweeps in range(1, max_sweeps + 1):
+        u = _als_half(y, w, v)
+        v = _als_half(y.mT, w.mT, u)
+        x_new = u @ v.mT
+        change = float(torch.linalg.matrix_norm(x_new - x)) / max(float(torch.linalg.matrix_norm(x_new)), 1e-300)
+        x = x_new
+        if change < tol:
+            break
+    return u, v, sweeps
+
+
+def convex_objective(x: Tensor, y: Tensor, lam: float) -> float:
+    return float(torch.linalg.matrix_norm(x, "nuc") + lam * (y - x).abs().sum())
+
+
+def refine_low_rank(y: Tensor, x_dop: Tensor, lam: float, psd: bool, max_rank: int | None = None,
+                    max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9) -> Refinement:
+    """Refine DOP's low-rank estimate ``x_dop`` of ``y`` (one matrix). See the module docstring."""
+    m, n = y.shape
+    max_rank = min(m, n) - 1 if max_rank is None else min(max_rank, min(m, n) - 1)
+    if max_rank < 1:
+        return Refinement(x_dop, 0, False, "matrix too small to refine", 0)
+    u_, s, vh = torch.linalg.svd(x_dop, full_matrices=False)
+    r = spectral_gap_rank(s, max_rank)
+    if r == 0:
+        return Refinement(x_dop, 0, False, "zero low-rank estimate", 0)
+    root = s[:r].sqrt()
+    u, v = u_[:, :r] * root, vh[:r].mT * root
+    res = (y - x_dop).abs()
+    threshold = 5 * float(res.median()) / 0.6745
+    clean = res <= threshold
+    scale = float(y.abs().max())
+    total_sweeps = 0
+    need = min(r + 2, m, n)
+    for _ in range(max_outer):
+        # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
+        # row is undetermined. The certificate below still demands an over-determined clean set.
+        clean = clean | (res <= res.kthvalue(need, dim=1, keepdim=True).values)
+        clean = clean | (res <= res.kthvalue(need, dim=0, keepdim=True).values)
+        u, v, sweeps = _fit(y, clean, u, v, max_sweeps, 1e-14)
+        total_sweeps += sweeps
+        res = (y - u @ v.mT).abs()
+        # The threshold follows the clean entries' residual scale down, by at most 10x per round, so that a
+        # corruption still pulling the fit cannot make many clean entries look corrupted at once.
+        threshold = max(10 * float(res[clean].median()) / 0.6745 + 1e-12 * scale, 0.1 * threshold)
+        new_clean = res <= threshold
+        if torch.equal(new_clean, clean):
+            break
+        clean = new_clean
+    x = u @ v.mT
+    if psd:
+        w, q = torch.linalg.eigh(0.5 * (x + x.mT))
+        x = (q * w.clamp_min(0)) @ q.mT
+    fit = float(torch.linalg.matrix_norm((y - x) * clean)) / max(float(torch.linalg.matrix_norm(y * clean)), 1e-300)
+    unknowns = r * (m + n - r)
+    determined = int(clean.sum()) > unknowns + max(m, n) and int(clean.sum(1).min()) > r and int(clean.sum(0).min()) > r
+    if fit <= fit_tol and determined:
+        return Refinement(x, r, True, "exact fit on an over-determined clean set", total_sweeps)
+    if convex_objective(x, y, lam) <= convex_objective(x_dop, y, lam):
+        return Refinement(x, r, True, "lower convex objective", total_sweeps)
+    return Refinement(x_dop, r, False, f"no certificate (clean-entry residual {fit:.1e})", total_sweeps)

@@ -1,0 +1,158 @@
+"""dopfast.RobustPCA: recovery on the paper's data, conventions, scale-free step rule, errors."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from dopfast import RobustPCA
+from dopfast.data import relative_error, rpca_problem
+from dopfast.rpca import ConvergenceWarning
+
+
+@pytest.fixture(scope="module")
+def paper_data():
+    return rpca_problem(50, 5, 0.1, seed=0)
+
+
+def test_paper_setting_default_reaches_1e4(paper_data):
+    x, _, y = paper_data
+    est = RobustPCA(model="psd", random_state=0).fit(y.numpy())
+    assert isinstance(est.low_rank_, np.ndarray) and est.low_rank_.shape == (50, 50)
+    assert relative_error(est.low_rank_, x) <= 1e-4
+    assert est.refined_ and est.rank_ == 5 and est.converged_
+    assert relative_error(est.dop_low_rank_, x) < 0.1
+    np.testing.assert_allclose(est.low_rank_ + est.sparse_, y.numpy(), atol=1e-9)
+
+
+def test_pure_paper_method_without_refinement(paper_data):
+    x, _, y = paper_data
+    est = RobustPCA(model="psd", refine=False, random_state=0).fit(y)
+    assert isinstance(est.low_rank_, torch.Tensor) and est.low_rank_.dtype == torch.float64
+    assert 1e-4 < relative_error(est.low_rank_, x) < 0.1
+    assert not hasattr(est, "refined_")
+    assert est.loss_curve_.shape == (est.n_iter_,) and np.all(np.diff(est.loss_curve_[:50]) <= 0)
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+def test_step_rule_is_scale_free(paper_data, scale):
+    x, _, y = paper_data
+    base = RobustPCA(model="psd", refine=False, random_state=1).fit(y)
+    scaled = RobustPCA(model="psd", refine=False, random_state=1).fit(y * scale)
+    assert scaled.n_iter_ == base.n_iter_
+    assert math.isclose(relative_error(scaled.low_rank_, x * scale), relative_error(base.low_rank_, x), rel_tol=1e-6)
+    assert math.isclose(scaled.step_ * scale, base.step_, rel_tol=1e-12)
+
+
+def test_float32_tensor_stays_float32(paper_data):
+    x, _, y = paper_data
+    low = RobustPCA(model="psd", random_state=0).fit_transform(y.float())
+    assert low.dtype == torch.float32
+    assert relative_error(low.double(), x) < 1e-3
+
+
+def test_rectangular_general_model():
+    x, _, y = rpca_problem(40, 3, 0.05, seed=3, m=60)
+    est = RobustPCA(random_state=0).fit(y.numpy())
+    assert est.model_ == "general" and est.low_rank_.shape == (60, 40)
+    assert relative_error(est.low_rank_, x) <= 1e-4
+
+
+def test_auto_model_picks_psd_for_symmetric_input():
+    x, s, _ = rpca_problem(30, 2, 0.0, seed=4)
+    mask = torch.rand(30, 30, generator=torch.Generator().manual_seed(0)) < 0.05
+    s = 5 * (mask | mask.T).double()
+    est = RobustPCA(random_state=0).fit(x + s)
+    assert est.model_ == "psd"
+    assert relative_error(est.low_rank_, x) <= 1e-4
+
+
+def test_batch_input():
+    items = [rpca_problem(30, 2, 0.1, seed=i) for i in range(3)]
+    y = np.stack([it[2].numpy() for it in items])
+    est = RobustPCA(model="psd", random_state=0).fit(y)
+    assert est.low_rank_.shape == (3, 30, 30) and est.n_iter_.shape == (3,) and est.refined_.shape == (3,)
+    for i, (x, _, _) in enumerate(items):
+        assert relative_error(est.low_rank_[i], x) <= 1e-4
+
+
+def test_pcp_method(paper_data):
+    x, _, y = paper_data
+    est = RobustPCA(method="pcp", model="psd", tol=1e-7).fit(y)
+    assert est.converged_ and relative_error(est.low_rank_, x) < 1e-5
+
+
+def test_convex_method_agrees_with_pcp():
+    pytest.importorskip("cvxpy")
+    x, _, y = rpca_problem(12, 1, 0.05, seed=5)
+    convex = RobustPCA(method="convex", model="psd").fit(y)
+    admm = RobustPCA(method="pcp", model="psd", tol=1e-8, max_iter=5000).fit(y)
+    assert relative_error(convex.low_rank_, admm.low_rank_) < 1e-4
+
+
+def test_convex_method_size_limit():
+    with pytest.raises(ValueError, match="at most 64 rows and columns"):
+        RobustPCA(method="convex").fit(np.random.default_rng(0).normal(size=(65, 65)))
+
+
+@pytest.mark.filterwarnings("ignore::dopfast.rpca.ConvergenceWarning")
+def test_same_seed_same_result(paper_data):
+    _, _, y = paper_data
+    a = RobustPCA(model="psd", refine=False, random_state=7, max_iter=600).fit(y).low_rank_
+    b = RobustPCA(model="psd", refine=False, random_state=7, max_iter=600).fit(y).low_rank_
+    assert torch.equal(a, b)
+
+
+def test_divergence_is_reported_with_the_step(paper_data):
+    _, _, y = paper_data
+    with pytest.raises(FloatingPointError, match=r"diverged at step \d+ .*step τ=0\.5.*smaller step"):
+        RobustPCA(model="psd", step=0.5, random_state=0).fit(y)
+
+
+def test_convergence_warning(paper_data):
+    _, _, y = paper_data
+    with pytest.warns(ConvergenceWarning, match="max_iter=500"):
+        est = RobustPCA(model="psd", max_iter=500, refine=False, random_state=0).fit(y)
+    assert not est.converged_ and est.n_iter_ == 500
+
+
+def test_verbose_progress_bar(paper_data, capsys):
+    _, _, y = paper_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        RobustPCA(model="psd", max_iter=1000, refine=False, verbose=True, random_state=0).fit(y)
+    assert "RobustPCA(dop)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "y,kwargs,exc,match",
+    [
+        (np.ones(5), {}, ValueError, r"Y must be a matrix \(m, n\) or a batch"),
+        (np.ones((0, 4)), {}, ValueError, "Y is empty"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), {}, ValueError, "NaN or infinite"),
+        (np.array([["a", "b"]]), {}, TypeError, "numeric array"),
+        (np.ones((4, 4)), {"alpha": -1.0}, ValueError, "alpha must be a positive finite number"),
+        (np.ones((4, 4)), {"alpha": "big"}, TypeError, "alpha must be a number"),
+        (np.ones((4, 4)), {"step": math.inf}, ValueError, "step must be a positive finite number"),
+        (np.ones((4, 4)), {"method": "svd"}, ValueError, "method must be"),
+        (np.ones((4, 4)), {"model": "sym"}, ValueError, "model must be"),
+        (np.ones((4, 5)), {"model": "psd"}, ValueError, "model='psd' needs square"),
+        (np.ones((4, 4)), {"rank": 2.5}, TypeError, "rank must be an int"),
+        (np.ones((4, 4)), {"tol": -1}, ValueError, "tol must be"),
+        (np.ones((4, 4)), {"dtype": "float16"}, ValueError, "dtype must be float32 or float64"),
+    ],
+)
+def test_bad_input(y, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        RobustPCA(**kwargs).fit(y)
+
+
+def test_params_protocol():
+    est = RobustPCA(alpha=3.0)
+    assert est.get_params()["alpha"] == 3.0
+    assert est.set_params(step=1e-3).step == 1e-3
+    assert "alpha=3.0" in repr(est)
+    with pytest.raises(ValueError, match="unknown parameter 'lr'"):
+        est.set_params(lr=1)

@@ -350,7 +350,7 @@ class RobustPCA:
             if self.method == "pcp":
                 hist = []
                 r = pcp(y[i], lam, psd=psd, tol=self.tol if self.tol > 0 else 1e-7, max_iter=self.max_iter,
-                        callback=lambda it, p, d: hist.append(p))
+                        callback=lambda it, x, p, d: hist.append(p))
                 lows.append(r.low_rank)
                 sparses.append(r.sparse)
                 iters.append(r.n_iter)

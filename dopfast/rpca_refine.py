@@ -51,7 +51,9 @@ def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
 
 def _als_half(y: Tensor, w: Tensor, other: Tensor) -> Tensor:
     """Rows of F minimising ‖w ∘ (F otherᵀ − y)‖² (weighted least squares per row, tiny ridge for safety)."""
-    gram = torch.einsum("ij,jk,jl->ikl", w, other, other)
+    r = other.shape[1]
+    outer = (other[:, :, None] * other[:, None, :]).reshape(other.shape[0], r * r)
+    gram = (w @ outer).view(-1, r, r)  # gram[i] = sum_j w_ij other_j other_jᵀ, as one GEMM
     rhs = (w * y) @ other
     ridge = 1e-13 * gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(y.dtype).tiny)
     eye = torch.eye(other.shape[1], dtype=y.dtype, device=y.device)

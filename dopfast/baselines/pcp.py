@@ -50,7 +50,10 @@ def _svt(m: Tensor, thr: float, psd: bool) -> Tensor:
 
 def pcp(y: Tensor, lam: float | None = None, psd: bool = False, tol: float = 1e-7, max_iter: int = 2000,
         rule: str = "adaptive", callback=None) -> PCPResult:
-    """PCP / eq. (8) on one matrix ``y`` (any float dtype and device); ``lam`` defaults to 1/√max(m, n)."""
+    """PCP / eq. (8) on one matrix ``y`` (any float dtype and device); ``lam`` defaults to 1/√max(m, n).
+
+    ``callback(iteration, x, primal_residual, dual_residual)`` is called after every iteration.
+    """
     if y.dim() != 2:
         raise ValueError(f"pcp: y must be a matrix, got shape {tuple(y.shape)}")
     if rule not in ("adaptive", "classic"):
@@ -82,7 +85,7 @@ def pcp(y: Tensor, lam: float | None = None, psd: bool = False, tol: float = 1e-
         dual_res = mu * float(torch.linalg.matrix_norm(s_new - s)) / y_norm
         s = s_new
         if callback is not None:
-            callback(it, primal, dual_res)
+            callback(it, x, primal, dual_res)
         if rule == "classic":
             if primal < tol:
                 return PCPResult(x, s, it, True, primal, dual_res)

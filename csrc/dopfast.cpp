@@ -23,6 +23,10 @@ TORCH_LIBRARY(dopfast, m) {
   m.def(
       "rpca_dop_solve_uv(Tensor y, Tensor u0, Tensor v0, Tensor g0, Tensor h0, float tau, float alpha, int iters, "
       "float tol) -> (Tensor u, Tensor v, Tensor g, Tensor h, Tensor losses, Tensor n_iter)");
+  // SOP (noisy labels): loss of the batch, d(loss)/d(logits), and u[index], v[index] -= lr * d(loss)/d(u, v).
+  m.def(
+      "sop_loss_step_(Tensor logits, Tensor targets, Tensor index, Tensor(a!) u, Tensor(b!) v, float lr_u, "
+      "float lr_v, bool paper) -> (Tensor loss, Tensor grad_logits)");
 }
 
 PYBIND11_MODULE(_C, module) {

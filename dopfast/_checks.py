@@ -94,3 +94,27 @@ def rpca_solve(op: str, y, u0, v0, g0, h0, tau, alpha, iters, tol) -> None:
     finite(tol, op, "tol")
     if tol < 0:
         _fail(op, f"tol must be >= 0, got {tol}")
+
+
+def sop(logits, targets, index, u, v, lr_u, lr_v, paper) -> None:
+    op = "sop_loss_step_"
+    if not logits.is_floating_point():
+        _fail(op, f"logits must be a dense floating-point tensor, got {logits.dtype}")
+    if logits.dim() != 2 or logits.shape[1] < 2:
+        _fail(op, f"logits must have shape (batch, classes) with classes >= 2, got {list(logits.shape)}")
+    b, k = logits.shape
+    for t, name in ((targets, "targets"), (index, "index")):
+        if t.dtype != torch.int64:
+            _fail(op, f"{name} must be an int64 tensor, got {t.dtype}")
+        if t.dim() != 1 or t.shape[0] != b:
+            _fail(op, f"{name} must have shape ({b},) to match logits {list(logits.shape)}, got {list(t.shape)}")
+    if u.dtype not in _FLOATS:
+        _fail(op, f"u must be float32 or float64, got {u.dtype}")
+    like(u, "u", v, op, "v", same_shape=False)
+    if v.dim() != 2 or v.shape[1] != k:
+        _fail(op, f"v must have shape (num_samples, {k}), got {list(v.shape)}")
+    ucols = k if paper else 1
+    if u.dim() != 2 or u.shape[0] != v.shape[0] or u.shape[1] != ucols:
+        _fail(op, f"u must have shape ({v.shape[0]}, {ucols}), got {list(u.shape)}")
+    finite(lr_u, op, "lr_u")
+    finite(lr_v, op, "lr_v")

@@ -22,6 +22,7 @@ __all__ = [
     "rpca_dop_solve",
     "rpca_dop_solve_uv",
     "RpcaSolution",
+    "sop_loss_step_",
 ]
 
 _ops = torch.ops.dopfast
@@ -125,6 +126,18 @@ def rpca_dop_solve_uv(y: Tensor, u0: Tensor, v0: Tensor, g0: Tensor, h0: Tensor,
     return RpcaSolution(*_ops.rpca_dop_solve_uv(y, u0, v0, g0, h0, tau, alpha, iters, tol))
 
 
+def sop_loss_step_(logits: Tensor, targets: Tensor, index: Tensor, u: Tensor, v: Tensor, lr_u: float, lr_v: float,
+                   paper: bool = False) -> tuple[Tensor, Tensor]:
+    """Fused SOP loss step (see :class:`dopfast.sop.SOPLoss`, which most users want instead).
+
+    Returns ``(loss, grad_logits)``: the batch-mean loss (float32, or float64 for float64 logits) with the
+    pre-update u, v, and its gradient with respect to ``logits`` (logits' dtype); updates ``u[index]`` and
+    ``v[index]`` in place by ``−lr·∂loss/∂(u, v)``. ``index`` must be unique within the batch.
+    """
+    return _ops.sop_loss_step_(logits, targets, index, u, v, _step(lr_u, "lr_u", "sop_loss_step_"),
+                               _step(lr_v, "lr_v", "sop_loss_step_"), bool(paper))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Fake (meta) kernels: the same checks as the C++ boundary, and output metadata, for torch.compile / export.
 
@@ -182,6 +195,13 @@ def _(y, u0, g0, h0, tau, alpha, iters, tol):
 @torch.library.register_fake("dopfast::rpca_dop_solve_uv")
 def _(y, u0, v0, g0, h0, tau, alpha, iters, tol):
     return _fake_solve("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol)
+
+
+@torch.library.register_fake("dopfast::sop_loss_step_")
+def _(logits, targets, index, u, v, lr_u, lr_v, paper):
+    _checks.sop(logits, targets, index, u, v, lr_u, lr_v, paper)
+    loss_dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    return logits.new_empty((), dtype=loss_dtype), torch.empty_like(logits, memory_format=torch.contiguous_format)
 
 
 # ----------------------------------------------------------------------------------------------------------

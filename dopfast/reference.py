@@ -128,3 +128,56 @@ def rpca_dop_solve_uv(y: Tensor, u0: Tensor, v0: Tensor, g0: Tensor, h0: Tensor,
                       iters: int, tol: float = 0.0):
     """As ``rpca_dop_solve`` with ``X = U Vᵀ``: ``U −= τ·R V``, ``V −= τ·Rᵀ U``; returns ``(u, v, g, h, losses, n_iter)``."""
     return _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol)
+
+
+def sop_loss_terms(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tensor,
+                   paper: bool = False) -> tuple[Tensor, Tensor]:
+    """The two batch-mean terms (CE, MSE) of the SOP loss with ordinary autograd: the authors' public code,
+    or Algorithm 1 with ``paper=True``.
+
+    ``u_rows`` is (B, 1) (official) or (B, K) (paper), ``v_rows`` (B, K): the gathered rows. Gradients flow to
+    the logits through CE only, to u through CE (+ MSE for the official variant), to v through MSE only.
+    """
+    k = logits.shape[1]
+    y = torch.nn.functional.one_hot(targets, k).to(logits.dtype)
+    u2 = (u_rows * u_rows).to(logits.dtype) * y
+    v2 = (v_rows * v_rows).to(logits.dtype) * (1 - y)
+    if not paper:
+        u2, v2 = u2.clamp(0, 1), v2.clamp(0, 1)
+    eps = 1e-4
+    p = torch.softmax(logits, dim=1)
+    q = torch.clamp(p + u2 - v2.detach(), min=eps)
+    r = torch.nn.functional.normalize(q, p=1, eps=eps, dim=1)
+    if not paper:
+        r = torch.clamp(r, min=eps, max=1.0)
+    ce = -(y * torch.log(r)).sum(dim=1)
+    hard = torch.nn.functional.one_hot(logits.detach().argmax(dim=1), k).to(logits.dtype)
+    u2_mse = u2.detach() if paper else u2
+    mse = ((hard + u2_mse - v2 - y) ** 2).sum(dim=1)
+    return ce.mean(), mse.mean()
+
+
+def sop_loss(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tensor, paper: bool = False) -> Tensor:
+    """The batch-mean SOP loss, CE + MSE (see :func:`sop_loss_terms`)."""
+    ce, mse = sop_loss_terms(logits, targets, u_rows, v_rows, paper)
+    return ce + mse
+
+
+def sop_loss_step_(logits: Tensor, targets: Tensor, index: Tensor, u: Tensor, v: Tensor, lr_u: float, lr_v: float,
+                   paper: bool = False) -> tuple[Tensor, Tensor]:
+    """The fused op's contract in plain autograd: returns ``(loss, d loss / d logits)`` and updates
+    ``u[index] -= lr_u · ∂loss/∂u``, ``v[index] -= lr_v · ∂loss/∂v`` (projected on [−1, 1] for paper=True)."""
+    z = logits.detach().clone().requires_grad_()
+    ur = u[index].clone().requires_grad_()
+    vr = v[index].clone().requires_grad_()
+    loss = sop_loss(z, targets, ur, vr, paper)
+    gz, gu, gv = torch.autograd.grad(loss, (z, ur, vr), allow_unused=True)
+    gu = torch.zeros_like(ur) if gu is None else gu
+    gv = torch.zeros_like(vr) if gv is None else gv
+    with torch.no_grad():
+        nu, nv = ur - lr_u * gu, vr - lr_v * gv
+        if paper:
+            nu, nv = nu.clamp(-1, 1), nv.clamp(-1, 1)
+        u[index] = nu
+        v[index] = nv
+    return loss.detach(), gz

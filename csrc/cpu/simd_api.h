@@ -21,6 +21,22 @@ struct RpcaProblem {
   T* losses = nullptr;  // iters entries; entries after the last step taken are set to NaN
 };
 
+// One batch of the SOP loss step (see simd_sop.h). T: logits / gradient type; S: u, v type.
+template <typename T, typename S>
+struct SopBatch {
+  int64_t batch = 0, classes = 0;
+  const T* logits = nullptr;     // batch x classes
+  const int64_t* targets = nullptr;
+  const int64_t* index = nullptr;
+  S* u = nullptr;                // N x u_cols (1: official variant, classes: paper variant)
+  int64_t u_cols = 1;
+  S* v = nullptr;                // N x classes
+  T* grad = nullptr;             // batch x classes: d(mean loss)/d logits
+  double* sample_loss = nullptr; // batch: CE + MSE per sample
+  double lr_u = 0, lr_v = 0;
+  bool paper = false;
+};
+
 template <typename T>
 struct KernelTable {
   // r = x + g*g - h*h - y; g -= step*r*g; h += step*r*h. Returns sum(r*r) (pre-update), accumulated in double.
@@ -38,6 +54,9 @@ struct KernelTable {
                           double& step_sq, double& theta_sq);
   // f -= tau * grad over count entries; adds tau^2 grad^2 to step_sq and f^2 (old) to theta_sq.
   void (*factor_update)(T* f, const T* grad, int64_t count, T tau, double& step_sq, double& theta_sq);
+  // SOP loss step over samples [i0, i1) of the batch, u/v in float32 or float64.
+  void (*sop_step_f32)(const SopBatch<T, float>& p, int64_t i0, int64_t i1);
+  void (*sop_step_f64)(const SopBatch<T, double>& p, int64_t i0, int64_t i1);
   const char* isa;
 };
 

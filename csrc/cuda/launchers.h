@@ -30,4 +30,12 @@ bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* 
                        double tau, double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter,
                        cudaStream_t stream);
 
+enum class SopDtype { f32, f64, f16, bf16 };
+
+// SOP loss step (see sop_kernels.cu): grad (logits' dtype), per-sample losses, the mean loss (float32, or
+// float64 for float64 logits), and u, v (float32 or float64) updated in place.
+void launch_sop_step(SopDtype logits_dtype, bool state_double, const void* logits, const int64_t* targets,
+                     const int64_t* index, void* u, int64_t u_cols, void* v, void* grad, double* sample_loss,
+                     void* loss, int64_t B, int64_t K, double lr_u, double lr_v, bool paper, cudaStream_t stream);
+
 }  // namespace dopfast::cuda

@@ -1,0 +1,138 @@
+"""Sparse over-parameterization (SOP) for training under label noise (Liu, Zhu, Qu, You, ICML 2022).
+
+Each training sample i gets a label-noise variable ``s_i = u_i∘u_i∘y_i − v_i∘v_i∘(1 − y_i)`` that absorbs a
+wrong label; the network is trained on the noise-corrected prediction. :class:`SOPLoss` is an ``nn.Module``
+that drops into any training loop; its per-sample loss, logits gradient and u/v step run in one fused kernel
+(``torch.ops.dopfast.sop_loss_step_``), with u, v kept in float32 whatever the logits' precision.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from . import _checks
+
+VARIANTS = ("official", "paper")
+
+
+class _SOPStep(torch.autograd.Function):
+    """Loss forward; the fused kernel already produced d(loss)/d(logits), which backward scales."""
+
+    @staticmethod
+    def forward(ctx, logits, targets, index, u, v, lr_u, lr_v, paper):
+        loss, grad = torch.ops.dopfast.sop_loss_step_(logits, targets, index, u, v, lr_u, lr_v, paper)
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        (grad,) = ctx.saved_tensors
+        return (grad * grad_out.to(grad.dtype)), None, None, None, None, None, None, None
+
+
+class SOPLoss(nn.Module):
+    """SOP loss for noisy labels: ``loss = criterion(logits, targets, index)``.
+
+    Args:
+        num_samples: size of the training set (rows of u, v).
+        num_classes: K.
+        lr_u, lr_v: learning rates of u and v (plain SGD, no momentum or weight decay, as the authors' code).
+        init_std: std of the Gaussian initialisation of u, v (1e-8 in the paper).
+        variant: "official" (the authors' public code: u is N×1, clamps in the loss) or "paper" (Algorithm 1:
+            u, v are N×K, projected on [−1, 1] after each step).
+        distributed: under ``torch.distributed``, keep every rank's u, v identical: each rank steps the rows
+            of its own batch with lr/world_size (the global batch mean) and the updated rows are all-gathered.
+        seed: seed of the initialisation (None: torch's global generator).
+
+    ``forward(logits (B, K), targets (B,) int64 class indices, index (B,) int64 dataset indices, unique)``
+    returns the batch-mean SOP loss (CE term plus MSE term), computed with the u, v values from before the
+    update. In training mode with grad enabled and logits requiring grad, the rows ``u[index]``, ``v[index]``
+    are stepped (``−lr·∂loss/∂u``, ``−lr·∂loss/∂v``) inside the same kernel, so by the time ``backward`` has
+    run they hold their new values; the caller's optimizer never sees u, v. Otherwise (eval mode,
+    ``torch.no_grad()``) the loss is computed and nothing changes. u, v are buffers (saved in state_dict).
+    """
+
+    def __init__(self, num_samples: int, num_classes: int, lr_u: float = 1.0, lr_v: float = 10.0,
+                 init_std: float = 1e-8, variant: str = "official", distributed: bool = False,
+                 seed: int | None = None):
+        super().__init__()
+        for name, value in (("num_samples", num_samples), ("num_classes", num_classes)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SOPLoss: {name} must be a positive int, got {value!r}")
+        if num_classes < 2:
+            raise ValueError(f"SOPLoss: num_classes must be >= 2, got {num_classes}")
+        if variant not in VARIANTS:
+            raise ValueError(f"SOPLoss: variant must be one of {VARIANTS}, got {variant!r}")
+        for name, value in (("lr_u", lr_u), ("lr_v", lr_v), ("init_std", init_std)):
+            _checks.finite(float(value), "SOPLoss", name)
+            if value < 0:
+                raise ValueError(f"SOPLoss: {name} must be >= 0, got {value}")
+        self.num_samples, self.num_classes = num_samples, num_classes
+        self.lr_u, self.lr_v, self.variant, self.distributed = float(lr_u), float(lr_v), variant, distributed
+        gen = None if seed is None else torch.Generator().manual_seed(seed)
+        u_cols = 1 if variant == "official" else num_classes
+        self.register_buffer("u", torch.randn(num_samples, u_cols, generator=gen) * init_std)
+        self.register_buffer("v", torch.randn(num_samples, num_classes, generator=gen) * init_std)
+
+    def extra_repr(self) -> str:
+        return (f"num_samples={self.num_samples}, num_classes={self.num_classes}, lr_u={self.lr_u}, "
+                f"lr_v={self.lr_v}, variant={self.variant!r}")
+
+    def noise(self, index: Tensor | None = None) -> Tensor:
+        """The learned label-noise magnitudes ``‖s_i‖₂`` (all samples, or those in ``index``)."""
+        u, v = (self.u, self.v) if index is None else (self.u[index], self.v[index])
+        return torch.sqrt((u * u).pow(2).sum(1) + (v * v).pow(2).sum(1))
+
+    def _validate(self, logits: Tensor, targets: Tensor, index: Tensor) -> None:
+        if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 2:
+            raise ValueError(f"SOPLoss: logits must be a float tensor (batch, classes), got "
+                             f"{getattr(logits, 'shape', type(logits))}")
+        if logits.shape[1] != self.num_classes:
+            raise ValueError(f"SOPLoss: logits must have {self.num_classes} classes, got shape {tuple(logits.shape)}")
+        for t, name in ((targets, "targets"), (index, "index")):
+            if not isinstance(t, Tensor) or t.dtype != torch.int64:
+                raise TypeError(f"SOPLoss: {name} must be an int64 tensor, got {getattr(t, 'dtype', type(t))}")
+        if logits.device != self.u.device:
+            raise ValueError(f"SOPLoss: logits are on {logits.device} but u, v are on {self.u.device}; "
+                             f"move the criterion with .to(device)")
+        if logits.is_cuda:  # range checks without a host synchronisation (the CPU kernel checks itself)
+            torch._assert_async(((targets >= 0) & (targets < self.num_classes)).all(),
+                                "SOPLoss: targets out of range")
+            torch._assert_async(((index >= 0) & (index < self.num_samples)).all(), "SOPLoss: index out of range")
+
+    def forward(self, logits: Tensor, targets: Tensor, index: Tensor) -> Tensor:
+        self._validate(logits, targets, index)
+        step = self.training and torch.is_grad_enabled() and logits.requires_grad
+        lr_u, lr_v = (self.lr_u, self.lr_v) if step else (0.0, 0.0)
+        world = 1
+        if step and self.distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+            world = torch.distributed.get_world_size()
+        loss = _SOPStep.apply(logits, targets, index, self.u, self.v, lr_u / world, lr_v / world,
+                              self.variant == "paper")
+        if world > 1:
+            self._share_rows(index)
+        return loss
+
+    @torch.no_grad()
+    def _share_rows(self, index: Tensor) -> None:
+        """All-gather the rows this step updated on every rank, so that all ranks keep identical u, v."""
+        dist = torch.distributed
+        world = dist.get_world_size()
+        size = torch.tensor([index.numel()], device=index.device)
+        sizes = [torch.zeros_like(size) for _ in range(world)]
+        dist.all_gather(sizes, size)
+        width = int(max(s.item() for s in sizes))
+        pad = width - index.numel()
+        idx = torch.cat([index, index.new_full((pad,), -1)])
+        rows = torch.cat([self.u[index], self.v[index]], dim=1)
+        rows = torch.cat([rows, rows.new_zeros(pad, rows.shape[1])])
+        all_idx = [torch.empty_like(idx) for _ in range(world)]
+        all_rows = [torch.empty_like(rows) for _ in range(world)]
+        dist.all_gather(all_idx, idx)
+        dist.all_gather(all_rows, rows)
+        ucols = self.u.shape[1]
+        for i, r in zip(all_idx, all_rows):
+            keep = i >= 0
+            self.u[i[keep]] = r[keep, :ucols]
+            self.v[i[keep]] = r[keep, ucols:]

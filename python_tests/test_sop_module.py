@@ -1,0 +1,183 @@
+"""dopfast.sop.SOPLoss as an nn.Module in training loops: contract, modes, state, compile, DDP."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch.testing import assert_close
+
+from dopfast import reference
+from dopfast.sop import SOPLoss
+
+
+def _setup(paper=False, n=30, k=5, b=8, seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(7, k).double()
+    x = torch.randn(n, 7, dtype=torch.float64)
+    y = torch.randint(0, k, (n,))
+    crit = SOPLoss(n, k, lr_u=2.0, lr_v=5.0, init_std=0.3, variant="paper" if paper else "official", seed=seed)
+    crit = crit.double()
+    idx = torch.randperm(n)[:b]
+    return model, x, y, crit, idx
+
+
+@pytest.mark.parametrize("paper", [False, True])
+def test_training_step_contract(paper):
+    model, x, y, crit, idx = _setup(paper)
+    u0, v0 = crit.u.clone(), crit.v.clone()
+    logits = model(x[idx])
+    loss = crit(logits, y[idx], idx)
+    loss.backward()
+    # reference: autograd through the plain loss, same pre-update u, v
+    ref_model = torch.nn.Linear(7, 5).double()
+    ref_model.load_state_dict(model.state_dict())
+    u_ref, v_ref = u0.clone(), v0.clone()
+    ref_logits = ref_model(x[idx])
+    loss_ref, grad_logits = reference.sop_loss_step_(ref_logits, y[idx], idx, u_ref, v_ref, 2.0, 5.0, paper)
+    ref_logits.backward(grad_logits)
+    assert_close(loss, loss_ref)
+    assert_close(model.weight.grad, ref_model.weight.grad)
+    assert_close(crit.u, u_ref)
+    assert_close(crit.v, v_ref)
+    untouched = torch.ones(30, dtype=torch.bool)
+    untouched[idx] = False
+    assert torch.equal(crit.u[untouched], u0[untouched])
+
+
+def test_eval_and_no_grad_do_not_step():
+    model, x, y, crit, idx = _setup()
+    u0 = crit.u.clone()
+    with torch.no_grad():
+        crit(model(x[idx]), y[idx], idx)
+    crit.eval()
+    crit(model(x[idx]), y[idx], idx).backward()
+    assert torch.equal(crit.u, u0)
+    crit.train()
+    crit(model(x[idx]), y[idx], idx)
+    assert not torch.equal(crit.u, u0)
+
+
+def test_grad_output_scales_logits_gradient():
+    model, x, y, crit, idx = _setup()
+    state = {k: t.clone() for k, t in crit.state_dict().items()}
+    (3 * crit(model(x[idx]), y[idx], idx)).backward()
+    g3 = model.weight.grad.clone()
+    model.weight.grad = None
+    crit.load_state_dict(state)
+    crit(model(x[idx]), y[idx], idx).backward()
+    assert_close(g3, 3 * model.weight.grad)
+
+
+def test_state_dict_roundtrip(tmp_path):
+    _, _, _, crit, _ = _setup()
+    path = tmp_path / "sop.pt"
+    torch.save(crit.state_dict(), path)
+    other = SOPLoss(30, 5).double()
+    other.load_state_dict(torch.load(path))
+    assert torch.equal(other.u, crit.u) and torch.equal(other.v, crit.v)
+    assert set(crit.state_dict()) == {"u", "v"}
+
+
+def test_u_v_stay_float32_under_bfloat16_logits():
+    crit = SOPLoss(20, 4, seed=0)
+    logits = torch.randn(6, 4, dtype=torch.bfloat16, requires_grad=True)
+    loss = crit(logits, torch.randint(0, 4, (6,)), torch.arange(6))
+    loss.backward()
+    assert crit.u.dtype == torch.float32 and logits.grad.dtype == torch.bfloat16
+    assert torch.isfinite(loss)
+
+
+def test_noise_magnitudes():
+    crit = SOPLoss(10, 3, init_std=0.0)
+    crit.u[2] = 0.5
+    assert_close(crit.noise(), torch.tensor([0, 0, 0.25] + [0] * 7))
+
+
+def test_module_errors():
+    crit = SOPLoss(10, 3)
+    with pytest.raises(ValueError, match="logits must have 3 classes"):
+        crit(torch.randn(2, 4), torch.zeros(2, dtype=torch.long), torch.arange(2))
+    with pytest.raises(TypeError, match="index must be an int64 tensor"):
+        crit(torch.randn(2, 3), torch.zeros(2, dtype=torch.long), torch.arange(2).int())
+    with pytest.raises(ValueError, match="variant must be one of"):
+        SOPLoss(10, 3, variant="sop+")
+    with pytest.raises(ValueError, match="num_classes must be >= 2"):
+        SOPLoss(10, 1)
+    with pytest.raises(RuntimeError, match="lr_u must be a finite number"):
+        SOPLoss(10, 3, lr_u=float("inf"))
+
+
+def test_compiled_training_step_matches_eager():
+    torch._dynamo.reset()
+    results = []
+    for compiled in (False, True):
+        model, x, y, crit, idx = _setup(seed=1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+
+        def step(xb, yb, ib):
+            opt.zero_grad()
+            loss = crit(model(xb), yb, ib)
+            loss.backward()
+            return loss
+
+        fn = torch.compile(step) if compiled else step
+        losses = [fn(x[idx], y[idx], idx).detach() for _ in range(3)]
+        opt.step()
+        results.append((torch.stack(losses), crit.u.clone(), model.weight.detach().clone()))
+    for a, b in zip(*results):
+        assert_close(a, b)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(6, 4).double())
+    crit = SOPLoss(40, 4, init_std=0.2, distributed=True, seed=0).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (40,), generator=gen)
+    for epoch in range(3):
+        order = torch.randperm(40, generator=gen)
+        for b in range(0, 40, 8):
+            global_batch = order[b:b + 8]
+            mine = global_batch[rank::world]  # each rank sees half of every global batch
+            opt.zero_grad()
+            crit(model(x[mine]), y[mine], mine).backward()
+            opt.step()
+    if rank == 0:
+        torch.save({"w": model.module.weight.detach(), "u": crit.u, "v": crit.v}, out)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_processes_match_single_process(tmp_path):
+    out = tmp_path / "ddp.pt"
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    ddp = torch.load(out)
+    # single process on the same global batches (rank 0's half then rank 1's: the batch mean is order-free)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 4).double()
+    crit = SOPLoss(40, 4, init_std=0.2, seed=0).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.2)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
+    y = torch.randint(0, 4, (40,), generator=gen)
+    for epoch in range(3):
+        order = torch.randperm(40, generator=gen)
+        for b in range(0, 40, 8):
+            batch = torch.cat([order[b:b + 8][r::2] for r in range(2)])
+            opt.zero_grad()
+            crit(model(x[batch]), y[batch], batch).backward()
+            opt.step()
+    assert_close(ddp["w"], model.weight.detach())
+    assert_close(ddp["u"], crit.u)
+    assert_close(ddp["v"], crit.v)

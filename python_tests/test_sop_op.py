@@ -1,0 +1,139 @@
+"""sop_loss_step_ and SOPLoss against the plain-autograd reference, finite differences, opcheck, errors."""
+
+import pytest
+import torch
+from torch.library import opcheck
+from torch.testing import assert_close
+
+from dopfast import ops, reference
+from dopfast.sop import SOPLoss
+
+
+def _batch(b, k, n, dtype=torch.float64, state=torch.float64, paper=False, seed=0, scale=0.5):
+    gen = torch.Generator().manual_seed(seed)
+    z = 3 * torch.randn(b, k, generator=gen, dtype=dtype)
+    t = torch.randint(0, k, (b,), generator=gen)
+    idx = torch.randperm(n, generator=gen)[:b]
+    u = scale * torch.randn(n, k if paper else 1, generator=gen, dtype=state)
+    v = scale * torch.randn(n, k, generator=gen, dtype=state)
+    return z, t, idx, u, v
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["official", "paper"])
+@pytest.mark.parametrize("b,k", [(1, 2), (5, 10), (64, 37), (33, 100)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_matches_reference(paper, b, k, dtype):
+    z, t, idx, u, v = _batch(b, k, 3 * b + 5, dtype=dtype, paper=paper, seed=b + k)
+    u_ref, v_ref = u.clone(), v.clone()
+    loss, grad = ops.sop_loss_step_(z, t, idx, u, v, 0.3, 0.7, paper)
+    loss_ref, grad_ref = reference.sop_loss_step_(z, t, idx, u_ref, v_ref, 0.3, 0.7, paper)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
+    assert loss.dtype == dtype and grad.dtype == dtype
+    assert_close(loss, loss_ref.to(dtype), **tol)
+    assert_close(grad, grad_ref, **tol)
+    assert_close(u, u_ref, **tol)
+    assert_close(v, v_ref, **tol)
+
+
+def test_float32_state_with_float64_logits_and_noncontiguous():
+    z, t, idx, u, v = _batch(20, 12, 60, state=torch.float32)
+    z = torch.cat([z, z], dim=1)[:, ::2]  # non-contiguous logits
+    u_ref, v_ref = u.clone(), v.clone()
+    loss, grad = ops.sop_loss_step_(z, t, idx, u, v, 1.0, 10.0)
+    loss_ref, grad_ref = reference.sop_loss_step_(z, t, idx, u_ref, v_ref, 1.0, 10.0)
+    assert u.dtype == torch.float32
+    assert_close(loss, loss_ref)
+    assert_close(grad, grad_ref)
+    assert_close(u, u_ref)
+    assert_close(v, v_ref)
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["official", "paper"])
+def test_gradients_by_finite_differences(paper):
+    # The kernel's d loss / d logits, and its u, v steps divided by the learning rate, against central differences
+    # of the loss terms each variable has a gradient through (v enters CE without gradient; in the paper
+    # variant u enters MSE without gradient), evaluated on the plain-PyTorch loss.
+    k = 5
+    z, t, idx, u, v = _batch(6, k, 10, paper=paper, seed=3, scale=0.4)
+    lr = 1e-3
+    u1, v1 = u.clone(), v.clone()
+    _, grad = ops.sop_loss_step_(z, t, idx, u1, v1, lr, lr, paper)
+    analytic = {"z": grad, "u": (u - u1)[idx] / lr, "v": (v - v1)[idx] / lr}
+    base = {"z": z, "u": u[idx], "v": v[idx]}
+    terms = {"z": (0, 1), "u": (0,) if paper else (0, 1), "v": (1,)}
+
+    def value(name, tensor):
+        args = dict(base, **{name: tensor})
+        parts = reference.sop_loss_terms(args["z"], t, args["u"], args["v"], paper)
+        return sum(float(parts[i]) for i in terms[name])
+
+    h = 1e-6
+    for name, a in analytic.items():
+        numeric = torch.zeros_like(a)
+        for i in range(a.shape[0]):
+            for j in range(a.shape[1]):
+                plus, minus = base[name].clone(), base[name].clone()
+                plus[i, j] += h
+                minus[i, j] -= h
+                numeric[i, j] = (value(name, plus) - value(name, minus)) / (2 * h)
+        if paper and name == "u":  # only the true class's entry has a gradient
+            mask = torch.nn.functional.one_hot(t, k).double()
+            a, numeric = a * mask, numeric * mask
+        assert_close(a, numeric, rtol=1e-5, atol=1e-7, msg=lambda m: f"{name}: {m}")
+
+
+def test_gradcheck_logits():
+    z, t, idx, u, v = _batch(4, 6, 9)
+    crit = SOPLoss(9, 6, seed=0).double()
+    crit.u.copy_(u)
+    crit.v.copy_(v)
+    crit.eval()  # no u, v steps inside gradcheck
+    assert torch.autograd.gradcheck(lambda zz: crit(zz, t, idx), (z.requires_grad_(),))
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["official", "paper"])
+@pytest.mark.parametrize("check", ["test_schema", "test_autograd_registration", "test_faketensor",
+                                   "test_aot_dispatch_dynamic"])
+def test_opcheck(paper, check):
+    # One check per call on fresh inputs: the op steps u, v in place, so checks sharing inputs would see
+    # each other's updates.
+    # (The empty batch's loss is NaN, which the AOT check's output comparison cannot match.)
+    for b in (8, 0) if check != "test_aot_dispatch_dynamic" else (8,):
+        z, t, idx, u, v = _batch(b, 4, 20, paper=paper)
+        opcheck(torch.ops.dopfast.sop_loss_step_.default, (z, t, idx, u, v, 0.5, 0.5, paper), test_utils=(check,))
+
+
+def test_empty_batch_loss_is_nan():
+    z, t, idx, u, v = _batch(0, 4, 20)
+    loss, grad = ops.sop_loss_step_(z, t, idx, u, v, 1.0, 1.0)
+    assert torch.isnan(loss) and grad.shape == (0, 4)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_logits(dtype):
+    z, t, idx, u, v = _batch(16, 10, 40, state=torch.float32)
+    u_ref, v_ref = u.clone(), v.clone()
+    loss, grad = ops.sop_loss_step_(z.to(dtype), t, idx, u, v, 1.0, 10.0)
+    loss_ref, grad_ref = reference.sop_loss_step_(z.to(dtype).float(), t, idx, u_ref, v_ref, 1.0, 10.0)
+    assert loss.dtype == torch.float32 and grad.dtype == dtype and u.dtype == torch.float32
+    assert_close(loss, loss_ref)
+    assert_close(grad.float(), grad_ref, rtol=1e-2, atol=1e-3)
+    assert_close(u, u_ref)
+
+
+def test_index_contract_errors():
+    z, t, idx, u, v = _batch(4, 3, 10)
+    with pytest.raises(RuntimeError, match="index must be unique within a batch"):
+        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 1, 3]), u, v, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match=r"index must be sample indices in \[0, 10\), got 10"):
+        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 10, 3]), u, v, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match=r"targets must be class indices in \[0, 3\), got -1"):
+        ops.sop_loss_step_(z, torch.tensor([0, -1, 2, 1]), idx, u, v, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match="targets must be an int64 tensor"):
+        ops.sop_loss_step_(z, t.int(), idx, u, v, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match=r"u must have shape \(10, 1\) for the official variant"):
+        ops.sop_loss_step_(z, t, idx, v, v.clone(), 1.0, 1.0)
+    with pytest.raises(RuntimeError, match="lr_v must be a finite number"):
+        ops.sop_loss_step_(z, t, idx, u, v, 1.0, float("nan"))
+    with pytest.raises(RuntimeError, match="logits must have shape"):
+        ops.sop_loss_step_(z[:, :1], t, idx, u, v, 1.0, 1.0)

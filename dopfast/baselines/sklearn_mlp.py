@@ -1,0 +1,53 @@
+"""dopfast's MLP and training loop as a scikit-learn classifier, so that tools built on scikit-learn's API
+(cleanlab's ``CleanLearning``) train the same network, the same way, as the SOP pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+
+class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
+    """An MLP (hidden layers of ``hidden`` units, ReLU) trained with cross entropy by SGD (momentum 0.9)."""
+
+    def __init__(self, hidden=(256, 256), epochs: int = 100, lr: float = 0.1, batch_size: int = 128,
+                 weight_decay: float = 0.0, seed: int = 0):
+        self.hidden = hidden
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.seed = seed
+
+    def fit(self, X, y, sample_weight=None):
+        from ..sop_train import make_mlp
+
+        torch.manual_seed(self.seed)
+        self.classes_ = np.unique(y)
+        lookup = {c: i for i, c in enumerate(self.classes_)}
+        x = torch.as_tensor(np.asarray(X, dtype=np.float32))
+        t = torch.as_tensor(np.array([lookup[c] for c in y], dtype=np.int64))
+        w = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
+        self.model_ = make_mlp(x.shape[1], len(self.classes_), self.hidden)
+        opt = torch.optim.SGD(self.model_.parameters(), lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
+        gen = torch.Generator().manual_seed(self.seed)
+        n = len(x)
+        for _ in range(self.epochs):
+            order = torch.randperm(n, generator=gen)
+            for b in range(0, n, self.batch_size):
+                idx = order[b:b + self.batch_size]
+                opt.zero_grad(set_to_none=True)
+                losses = torch.nn.functional.cross_entropy(self.model_(x[idx]), t[idx], reduction="none")
+                loss = losses.mean() if w is None else (losses * w[idx]).sum() / w[idx].sum()
+                loss.backward()
+                opt.step()
+        return self
+
+    @torch.no_grad()
+    def predict_proba(self, X):
+        self.model_.eval()
+        return torch.softmax(self.model_(torch.as_tensor(np.asarray(X, dtype=np.float32))), dim=1).numpy()
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(1)]

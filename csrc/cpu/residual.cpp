@@ -1,5 +1,6 @@
 // CPU kernels of the residual family: residual_step_, residual_step_out_, dop_residual, dop_residual_backward.
 #include "cpu/simd_api.h"
+#include "cpu/streaming_output.h"
 #include "residual_args.h"
 
 #include <ATen/Dispatch.h>
@@ -8,12 +9,7 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
-#include <cstdint>
 #include <vector>
-
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
 
 namespace dopfast::cpu {
 namespace {
@@ -32,22 +28,6 @@ void for_each_chunk(int64_t numel, const F& f) {
       f(c, begin, std::min(numel, begin + kChunk) - begin);
     }
   });
-}
-
-// A fresh output of a streaming kernel. Large buffers come from mmap and would be faulted in 4 KiB at a
-// time (for 40 MB, the faults cost more than the kernel); asking for transparent huge pages on the buffer cuts
-// the faults 512-fold, as torch's own THP_MEM_ALLOC_ENABLE does for every allocation.
-at::Tensor empty_streaming_output(const at::Tensor& like) {
-  at::Tensor out = at::empty(like.sizes(), like.options());
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-  constexpr std::uintptr_t kHuge = std::uintptr_t(2) << 20;
-  const auto begin = reinterpret_cast<std::uintptr_t>(out.data_ptr());
-  const std::uintptr_t end = begin + out.nbytes();
-  const std::uintptr_t first = (begin + kHuge - 1) & ~(kHuge - 1), last = end & ~(kHuge - 1);
-  if (out.nbytes() >= 4 * kHuge && last > first)
-    madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advisory: failure is harmless
-#endif
-  return out;
 }
 
 at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,

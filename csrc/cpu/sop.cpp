@@ -1,6 +1,7 @@
 // CPU sop_loss_step_: checks (including the index contract), then the raw per-sample kernel, parallel over
 // samples for large batches.
 #include "cpu/simd_api.h"
+#include "cpu/streaming_output.h"
 #include "residual_args.h"
 #include "sop_args.h"
 
@@ -46,7 +47,7 @@ std::tuple<at::Tensor, at::Tensor> sop_loss_step_cpu(const at::Tensor& logits, c
   const at::Tensor z = (low ? logits.to(at::kFloat) : logits).contiguous();
   const at::Tensor tc = targets.contiguous(), ic = index.contiguous();
   InplaceContiguous uw(u), vw(v);
-  at::Tensor grad = at::empty({B, K}, z.options());
+  at::Tensor grad = empty_streaming({B, K}, z.options());
   std::vector<double> sample_loss(static_cast<size_t>(B), 0.0);
   AT_DISPATCH_FLOATING_TYPES(z.scalar_type(), "dopfast_sop_loss_step_cpu", [&] {
     const auto run = [&](auto state_tag) {

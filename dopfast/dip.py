@@ -15,16 +15,32 @@ from __future__ import annotations
 
 import math
 import os
+import signal
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from . import ops
 from .dip_net import SkipNet, noise_input
+from .dip_step import Stepper
 
 METHODS = ("dop", "dip", "dip-l1")
+ALPHA_PAPER = 500.0
+PAPER_NUMEL = 256 * 256 * 3  # the entries of the paper's images, where alpha = 500 was tuned
 REG_NOISE_STD = 1.0 / 30.0  # per-step perturbation of the network input (the authors' value)
+
+
+def default_alpha(numel: int, lr: float = 1.0) -> float:
+    """The default learning-rate ratio: the paper's 500 at 256² colour, scaled by √(numel / 196,608).
+
+    With the mean squared loss the per-entry g/h step is 4·alpha·lr/numel. Keeping it constant (alpha ∝ numel)
+    starves the sparse part on small images (7.8 dB at 64²), while the paper's constant 500 is 48× the 256²
+    colour step at 64² grey, close to the stability limit alpha·lr < numel/4 (curvature 8|s|/numel, |s| <= 1),
+    and gave 15.8 dB against 20.6 dB at alpha = 50 (experiments/dip_alpha.py). The square-root rule sits
+    between the two (64² grey: 72; 128² colour: 250; 256² colour: 500), and is capped at numel/(8·lr).
+    """
+    return min(ALPHA_PAPER * (numel / PAPER_NUMEL) ** 0.5, numel / (8.0 * lr))
 
 
 def salt_and_pepper(image: np.ndarray, amount: float, seed: int = 0) -> np.ndarray:
@@ -78,21 +94,27 @@ def _check_scalars(iters, width, alpha, lr, checkpoint_every):
             raise ValueError(f"restore: {name} must be a positive finite number, got {value!r}")
 
 
-def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alpha: float = 500.0,
+def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alpha: float | None = None,
             lr: float = 1.0, device=None, seed: int = 0, clean=None, callback=None, checkpoint=None,
             checkpoint_every: int = 1000, resume: bool = False, eval_every: int = 50, verbose: bool = False,
-            skip: int = 4, levels: int = 5):
+            skip: int = 4, levels: int = 5, capture: str = "none"):
     """Restore ``image`` (H×W or H×W×C float array in [0, 1]); returns ``(restored, history)``.
+
+    ``alpha=None`` uses :func:`default_alpha` (500 at 256² colour, as the paper; smaller for smaller images).
 
     ``restored`` has the input's shape. ``history`` is a dict with ``iteration``, ``loss`` and, when
     ``clean`` is given, ``psnr`` (every ``eval_every`` iterations), plus ``best_psnr``/``best_iteration``;
     for DIP and DIP-ℓ1 ``restored`` is the best-PSNR iterate when ``clean`` is given, the last one otherwise.
     ``callback(iteration, output_image, history)`` runs every ``eval_every`` iterations.
+    ``capture``: "none" (eager), "compile" (torch.compile of the network) or "cuda-graph" (the whole iteration
+    replayed as one CUDA graph); see :mod:`dopfast.dip_step`.
     """
     if method not in METHODS:
         raise ValueError(f"restore: method must be one of {METHODS}, got {method!r}")
-    _check_scalars(iters, width, alpha, lr, checkpoint_every)
     y, shape = _as_chw(image, "image")
+    if alpha is None and isinstance(lr, (int, float)) and not isinstance(lr, bool) and lr > 0:
+        alpha = default_alpha(y.numel(), lr)
+    _check_scalars(iters, width, alpha, lr, checkpoint_every)
     clean_arr = None
     if clean is not None:
         _, clean_shape = _as_chw(clean, "clean")
@@ -113,9 +135,8 @@ def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alp
     z0 = noise_input(net, h, w, torch.Generator().manual_seed(seed), device)
     g = torch.nn.Parameter(1e-5 * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 1)).to(device))
     hh = torch.nn.Parameter(1e-5 * torch.randn(y.shape, generator=torch.Generator().manual_seed(seed + 2)).to(device))
-    opt_net = torch.optim.SGD(net.parameters(), lr=lr)
-    opt_gh = torch.optim.SGD([g, hh], lr=alpha * lr)
-    history = {"method": method, "iteration": [], "loss": [], "psnr": [], "psnr_iteration": [],
+    stepper = Stepper(net, z0, g, hh, y, (h, w), method, lr, alpha, REG_NOISE_STD, gen, capture)
+    history = {"method": method, "alpha": alpha, "iteration": [], "loss": [], "psnr": [], "psnr_iteration": [],
                "best_psnr": None, "best_iteration": None}
     best_image = None
     start = 0
@@ -128,9 +149,8 @@ def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alp
         with torch.no_grad():
             g.copy_(state["g"])
             hh.copy_(state["h"])
-        opt_net.load_state_dict(state["opt_net"])
-        opt_gh.load_state_dict(state["opt_gh"])
-        z0 = state["z0"].to(device)
+        stepper.load_state_dict(state["optimizers"])
+        z0.copy_(state["z0"].to(device))
         gen.set_state(state["rng"])
         history = state["history"]
         best_image = state["best_image"]
@@ -140,8 +160,8 @@ def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alp
         if ckpt_path is None:
             return
         state = {"config": {"method": method, "width": width, "alpha": alpha, "lr": lr, "shape": shape},
-                 "net": net.state_dict(), "g": g.detach(), "h": hh.detach(), "opt_net": opt_net.state_dict(),
-                 "opt_gh": opt_gh.state_dict(), "z0": z0, "rng": gen.get_state(), "history": history,
+                 "net": net.state_dict(), "g": g.detach(), "h": hh.detach(), "optimizers": stepper.state_dict(),
+                 "z0": z0, "rng": gen.get_state(), "history": history,
                  "best_image": best_image, "iteration": iteration}
         tmp = ckpt_path.with_name(ckpt_path.name + ".tmp")
         torch.save(state, tmp)
@@ -151,27 +171,22 @@ def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alp
     if verbose:
         from tqdm.auto import tqdm
         bar = tqdm(total=iters, initial=start, desc=f"restore({method})", unit="it")
-    it, out = start, None
+    completed, out = start, None  # iterations whose update has been applied
+    # Ctrl-C is deferred to the end of the iteration in progress (a second one stops at once), so that the
+    # checkpoint never holds a half-applied update.
+    interrupted = []
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        def on_sigint(signum, frame):
+            interrupted.append(True)
+            signal.signal(signal.SIGINT, previous_handler)
+        previous_handler = signal.signal(signal.SIGINT, on_sigint)
     try:
         for it in range(start, iters):
-            z = z0 + REG_NOISE_STD * torch.randn(z0.shape, generator=gen, device=device)
-            out = net(z, (h, w))
-            if method == "dop":
-                r = ops.dop_residual(out, g, hh, y)
-                loss = (r * r).mean()
-            elif method == "dip":
-                loss = ((out - y) ** 2).mean()
-            else:
-                loss = (out - y).abs().mean()
-            opt_net.zero_grad(set_to_none=True)
-            opt_gh.zero_grad(set_to_none=True)
-            loss.backward()
-            opt_net.step()
-            if method == "dop":
-                opt_gh.step()
-            done = it + 1
+            out, loss = stepper.step()
+            done = completed = it + 1
             if done % eval_every == 0 or done == iters:
-                value = float(loss)
+                value = float(loss.detach())
                 if not math.isfinite(value):
                     raise FloatingPointError(f"restore({method}): the loss became {value} at iteration {done}; "
                                              f"lower lr (now {lr}) or alpha (now {alpha})")
@@ -194,11 +209,14 @@ def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alp
                 bar.update(1)
             if done % checkpoint_every == 0:
                 save(done)
-        it = iters
+            if interrupted:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
-        save(it)  # the iteration in progress was not completed: resume repeats it
+        save(completed)
         raise
     finally:
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
         if bar is not None:
             bar.close()
     save(iters)

@@ -78,9 +78,11 @@ class SkipNet(nn.Module):
         self.head = _conv(width, out_channels, 1)
 
     def input_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        """Shape of the noise input for an output of height × width (padded to a multiple of 2^levels)."""
+        """Shape of the noise input for an output of height × width: padded to a multiple of 2^levels, and to
+        at least 2^(levels+1) so that the deepest level is 2×2 (batch norm needs more than one value)."""
         m = 2 ** self.levels
-        return (1, self.in_channels, -(-height // m) * m, -(-width // m) * m)
+        pad = lambda n: max(-(-n // m) * m, 2 * m)  # noqa: E731
+        return (1, self.in_channels, pad(height), pad(width))
 
     def forward(self, z: Tensor, size: tuple[int, int] | None = None) -> Tensor:
         out = torch.sigmoid(self.head(self.body(z)))

@@ -51,3 +51,38 @@ def table(headers: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def bench_parser(doc: str, threads=(1, 2)):
+    """The options every benchmark takes: --device, --threads, --quick, --out."""
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--threads", type=int, nargs="+", default=list(threads), help="CPU thread counts to run")
+    ap.add_argument("--quick", action="store_true", help="shorter timing runs")
+    ap.add_argument("--out", type=Path, help="also write the Markdown to this file (refuses to overwrite)")
+    return ap
+
+
+def parse(ap, argv=None):
+    """Parse and check: a CUDA run needs a GPU and the CUDA kernels; --out is never overwritten."""
+    import dopfast
+
+    args = ap.parse_args(argv)
+    if args.device == "cuda" and not (torch.cuda.is_available() and dopfast.has_cuda_kernels()):
+        ap.error("--device cuda needs a GPU and dopfast's CUDA kernels")
+    if args.out is not None and args.out.exists():
+        ap.error(f"--out {args.out} exists; choose another file or remove it first")
+    return args
+
+
+def thread_counts(args) -> list[int]:
+    """The CPU thread counts to run (on CUDA, just the current setting)."""
+    return args.threads if args.device == "cpu" else [torch.get_num_threads()]
+
+
+def emit(args, texts: list[str]) -> None:
+    if args.out is not None:
+        args.out.write_text("\n".join(texts))

@@ -9,16 +9,14 @@ no temporaries), and torch.compile of both; the machine's copy/triad bandwidth i
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bandwidth_gbs, machine_name, table, time_us  # noqa: E402
+from _common import bandwidth_gbs, bench_parser, emit, machine_name, parse, table, thread_counts, time_us  # noqa: E402
 
-import dopfast  # noqa: E402
 from dopfast import ops, reference  # noqa: E402
 
 STEP = 1e-7  # tiny, so repeated in-place steps keep the data's scale
@@ -90,31 +88,21 @@ def bench_lowrank(device, dtype, min_time):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="CPU thread counts to run")
+    parser = bench_parser(__doc__)
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    parser.add_argument("--quick", action="store_true", help="shorter timing runs")
-    parser.add_argument("--out", type=Path, help="also write the Markdown to this file (refuses to overwrite)")
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not (torch.cuda.is_available() and dopfast.has_cuda_kernels()):
-        parser.error("--device cuda needs a GPU and dopfast's CUDA kernels")
-    if args.out is not None and args.out.exists():
-        parser.error(f"--out {args.out} exists; choose another file or remove it first")
+    args = parse(parser, argv)
     dtype = getattr(torch, args.dtype)
     min_time = 0.2 if args.quick else 0.5
     sizes = [50 * 50, 10**5, 10**6, 10**7] + ([10**8] if args.device == "cuda" else [])
-    threads = args.threads if args.device == "cpu" else [torch.get_num_threads()]
     out = []
-    for nt in threads:
+    for nt in thread_counts(args):
         torch.set_num_threads(nt)
         out.append(f"### {machine_name(args.device)}, {nt} thread(s), {args.dtype}, torch {torch.__version__}\n")
         out.append("**residual_step_**\n\n" + bench_residual_step(sizes, args.device, dtype, min_time) + "\n")
         out.append("**dop_residual forward + backward**\n\n" + bench_dop_residual(sizes, args.device, dtype, min_time) + "\n")
         out.append("**lowrank_step_**\n\n" + bench_lowrank(args.device, dtype, min_time) + "\n")
         print("\n".join(out[-4:]), flush=True)
-    if args.out is not None:
-        args.out.write_text("\n".join(out))
+    emit(args, out)
     return 0
 
 

@@ -17,7 +17,6 @@ budget. Methods:
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 import time
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_name, table  # noqa: E402
+from _common import bench_parser, emit, machine_name, parse, table  # noqa: E402
 
 from dopfast import RobustPCA, ops  # noqa: E402
 from dopfast.baselines.pcp import pcp  # noqa: E402
@@ -131,15 +130,13 @@ def tensorly_trace(x_true, y, budget):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, threads=(1,))
     ap.add_argument("--sizes", type=int, nargs="+", default=[50, 200, 1000])
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per method and size")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
-    if args.out is not None and args.out.exists():
-        ap.error(f"--out {args.out} exists; choose another file or remove it first")
-    torch.set_num_threads(args.threads)
+    args = parse(ap, argv)
+    if args.device != "cpu":
+        ap.error("bench/rpca.py compares CPU solvers (tensorly, cvxpy); run it with --device cpu")
+    torch.set_num_threads(args.threads[0])
     rows = []
     for n in args.sizes:
         r = max(5, n // 50)
@@ -169,11 +166,10 @@ def main(argv=None) -> int:
         for name, trace in results.items():
             rows.append(trace.row(name, n))
             print(" | ".join(str(v) for v in rows[-1]), flush=True)
-    text = (f"### Time to accuracy, {machine_name('cpu')}, {args.threads} thread(s), budget {args.budget:g} s\n\n"
+    text = (f"### Time to accuracy, {machine_name('cpu')}, {args.threads[0]} thread(s), budget {args.budget:g} s\n\n"
             + table(["n", "method", "s to 1e-1", "s to 1e-2", "s to 1e-4", "final error", "total s"], rows) + "\n")
     print(text)
-    if args.out is not None:
-        args.out.write_text(text)
+    emit(args, [text])
     return 0
 
 

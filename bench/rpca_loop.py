@@ -9,7 +9,6 @@ ratios, and dopfast's rate in GEMM-equivalent GFLOP/s (4·n²·r' per step) next
 
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from pathlib import Path
@@ -17,9 +16,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import gemm_gflops, machine_name, table, time_us  # noqa: E402
+from _common import bench_parser, emit, gemm_gflops, machine_name, parse, table, thread_counts, time_us  # noqa: E402
 
-import dopfast  # noqa: E402
 from dopfast import ops  # noqa: E402
 
 
@@ -84,24 +82,14 @@ def bench_case(n, batch, dtype, device, steps, min_time):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path, help="also write the Markdown to this file (refuses to overwrite)")
-    args = parser.parse_args(argv)
-    if args.device == "cuda" and not (torch.cuda.is_available() and dopfast.has_cuda_kernels()):
-        parser.error("--device cuda needs a GPU and dopfast's CUDA kernels")
-    if args.out is not None and args.out.exists():
-        parser.error(f"--out {args.out} exists; choose another file or remove it first")
+    args = parse(bench_parser(__doc__), argv)
     min_time = 0.3 if args.quick else 1.0
     cases = [(50, 1), (50, 100), (200, 1), (200, 8)]
     if args.device == "cuda":
         cases += [(50, 1000)]
-    threads = args.threads if args.device == "cpu" else [torch.get_num_threads()]
     out = []
     other = "CUDA graph µs" if args.device == "cuda" else "compiled µs"
-    for nt in threads:
+    for nt in thread_counts(args):
         torch.set_num_threads(nt)
         for dtype in (torch.float64, torch.float32):
             rows = [bench_case(n, b, dtype, args.device, 200 if n <= 50 else 50, min_time) for n, b in cases]
@@ -110,8 +98,7 @@ def main(argv=None) -> int:
                            "ours GFLOP/s", "torch.mm GFLOP/s at n"], rows) + "\n")
             print(text, flush=True)
             out.append(text)
-    if args.out is not None:
-        args.out.write_text("\n".join(out))
+    emit(args, out)
     return 0
 
 

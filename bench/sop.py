@@ -14,7 +14,6 @@ one step = loss forward + backward to the logits (+ the u, v update) for:
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -22,9 +21,8 @@ import torch
 from torch.nn import functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_name, table, time_us  # noqa: E402
+from _common import bench_parser, emit, machine_name, parse, table, thread_counts, time_us  # noqa: E402
 
-import dopfast  # noqa: E402
 from dopfast import reference  # noqa: E402
 from dopfast.sop import SOPLoss  # noqa: E402
 
@@ -87,19 +85,9 @@ def bench_case(b, k, device, min_time):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
-    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", type=Path)
-    args = ap.parse_args(argv)
-    if args.device == "cuda" and not (torch.cuda.is_available() and dopfast.has_cuda_kernels()):
-        ap.error("--device cuda needs a GPU and dopfast's CUDA kernels")
-    if args.out is not None and args.out.exists():
-        ap.error(f"--out {args.out} exists; choose another file or remove it first")
+    args = parse(bench_parser(__doc__), argv)
     out = []
-    threads = args.threads if args.device == "cpu" else [torch.get_num_threads()]
-    for nt in threads:
+    for nt in thread_counts(args):
         torch.set_num_threads(nt)
         rows = [bench_case(b, k, args.device, 0.2 if args.quick else 0.5)
                 for b, k in ((128, 10), (128, 100), (1024, 100), (4096, 1000))]
@@ -108,8 +96,7 @@ def main(argv=None) -> int:
                        "dopfast / CE", "eager / CE", "compiled / CE", "authors / CE"], rows) + "\n")
         print(text, flush=True)
         out.append(text)
-    if args.out is not None:
-        args.out.write_text("\n".join(out))
+    emit(args, out)
     return 0
 
 

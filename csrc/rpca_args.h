@@ -7,6 +7,7 @@
 #include <ATen/ops/zeros.h>
 
 #include <optional>
+#include <tuple>
 
 namespace dopfast {
 
@@ -67,6 +68,27 @@ inline RpcaOutputs finish_rpca(RpcaOutputs out, bool batched) {
       if (t->defined()) *t = t->squeeze(0);
   }
   return out;
+}
+
+// The two registered entry points over one backend's solver `Impl` (U U^T and U V^T models).
+using RpcaImpl = RpcaOutputs (*)(std::string_view, const at::Tensor&, const at::Tensor&,
+                                 const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, double,
+                                 double, int64_t, double);
+
+template <RpcaImpl Impl>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_entry(
+    const at::Tensor& y, const at::Tensor& u0, const at::Tensor& g0, const at::Tensor& h0, double tau, double alpha,
+    int64_t iters, double tol) {
+  RpcaOutputs o = Impl("rpca_dop_solve", y, u0, std::nullopt, g0, h0, tau, alpha, iters, tol);
+  return {o.u, o.g, o.h, o.losses, o.n_iter};
+}
+
+template <RpcaImpl Impl>
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_uv_entry(
+    const at::Tensor& y, const at::Tensor& u0, const at::Tensor& v0, const at::Tensor& g0, const at::Tensor& h0,
+    double tau, double alpha, int64_t iters, double tol) {
+  RpcaOutputs o = Impl("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol);
+  return {o.u, o.v, o.g, o.h, o.losses, o.n_iter};
 }
 
 }  // namespace dopfast

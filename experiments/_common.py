@@ -50,3 +50,10 @@ def pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def save_figure(fig, png_path: Path, *other_paths: Path, dpi: int = 120) -> None:
+    """Lay out and write ``fig``, then say which files this run wrote."""
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=dpi)
+    print("wrote " + ", ".join(str(p) for p in (*other_paths, png_path)))

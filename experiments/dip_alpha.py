@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
-import torch
 
 import _common
 from dopfast.dip import default_alpha, psnr, restore, salt_and_pepper
@@ -61,9 +59,7 @@ def main() -> None:
     ax.set_ylabel("PSNR of the last iterate (dB)")
     ax.set_title(f"DOP, s&p 50%, width {width}, {iters} iterations")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path)
 
 
 if __name__ == "__main__":

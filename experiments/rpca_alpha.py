@@ -76,9 +76,7 @@ def main() -> None:
     ax.set_ylabel("‖X̃ − X*‖_F / ‖X*‖_F")
     ax.set_title(f"n = {N}, r = {RANK}, p = {P:.0%}, {trials} trials")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path)
 
 
 if __name__ == "__main__":

@@ -68,9 +68,7 @@ def main() -> None:
     ax.set_ylabel("‖X_DOP − X_cvxpy‖ / ‖X_cvxpy‖")
     ax.set_title(f"DOP vs eq. (8), λ = 1/α (n = {n}, r = {rank}, p = {p:.0%})")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,7 @@ def main() -> None:
         ax.set_xlabel("corruption p")
     axes[0].set_ylabel("rank r")
     fig.suptitle(f"Success over {trials} trials (n = {N}); white = always")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path)
 
 
 if __name__ == "__main__":

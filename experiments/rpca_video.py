@@ -77,9 +77,7 @@ def main() -> None:
             if j == 0:
                 axes[i, j].set_ylabel(title, fontsize=8)
         axes[0, j].set_title(f"t = {t}", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=110)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path, dpi=110)
 
 
 if __name__ == "__main__":

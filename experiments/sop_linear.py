@@ -102,9 +102,7 @@ def bias_experiment(args):
         ax.set_title(f"log10 relative distance of {name}")
         fig.colorbar(im, ax=ax)
     axes[0].legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path)
 
 
 def phase_experiment(args):
@@ -138,9 +136,7 @@ def phase_experiment(args):
     ax.set_xlabel("sparsity k")
     ax.set_ylabel("rank r")
     ax.set_title(f"exact recovery by (25), λ = 0.1 ({trials} trials)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path)
 
 
 def main() -> None:

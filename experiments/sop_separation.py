@@ -10,7 +10,6 @@ Writes sop_separation.csv/.png.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 import _common
 from dopfast.sop_train import train
@@ -51,9 +50,7 @@ def main() -> None:
     ax.set_ylabel("training samples")
     ax.set_title(f"SOP on {dataset}, {noise}: AUC {rows[0][3]:.3f}")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    print(f"wrote {csv_path} and {png_path}")
+    _common.save_figure(fig, png_path, csv_path)
 
 
 if __name__ == "__main__":

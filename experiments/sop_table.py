@@ -91,9 +91,7 @@ def main() -> None:
         ax.set_ylim(0, 100)
         ax.set_title(f"{dataset}: label noise, MLP 256-256")
         ax.legend(fontsize=7, ncol=4, loc="lower left")
-        fig.tight_layout()
-        fig.savefig(png_path, dpi=120)
-        print(f"wrote {csv_path} and {png_path}")
+        _common.save_figure(fig, png_path, csv_path)
 
 
 if __name__ == "__main__":

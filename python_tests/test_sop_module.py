@@ -136,12 +136,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _ddp_worker(rank, world, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(0)
-    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(6, 4).double())
-    crit = SOPLoss(40, 4, init_std=0.2, distributed=True, seed=0).double()
+def _train_three_epochs(model, crit, batch_of):
+    """SGD over 3 epochs of 8-sample global batches; batch_of(global_batch) picks what this process sees."""
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
     gen = torch.Generator().manual_seed(1)
     x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
@@ -149,11 +145,19 @@ def _ddp_worker(rank, world, port, out):
     for epoch in range(3):
         order = torch.randperm(40, generator=gen)
         for b in range(0, 40, 8):
-            global_batch = order[b:b + 8]
-            mine = global_batch[rank::world]  # each rank sees half of every global batch
+            mine = batch_of(order[b:b + 8])
             opt.zero_grad()
             crit(model(x[mine]), y[mine], mine).backward()
             opt.step()
+
+
+def _ddp_worker(rank, world, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.manual_seed(0)
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(6, 4).double())
+    crit = SOPLoss(40, 4, init_std=0.2, distributed=True, seed=0).double()
+    _train_three_epochs(model, crit, lambda batch: batch[rank::world])  # each rank sees half of every batch
     if rank == 0:
         torch.save({"w": model.module.weight.detach(), "u": crit.u, "v": crit.v}, out)
     torch.distributed.destroy_process_group()
@@ -167,17 +171,7 @@ def test_ddp_two_processes_match_single_process(tmp_path):
     torch.manual_seed(0)
     model = torch.nn.Linear(6, 4).double()
     crit = SOPLoss(40, 4, init_std=0.2, seed=0).double()
-    opt = torch.optim.SGD(model.parameters(), lr=0.2)
-    gen = torch.Generator().manual_seed(1)
-    x = torch.randn(40, 6, generator=gen, dtype=torch.float64)
-    y = torch.randint(0, 4, (40,), generator=gen)
-    for epoch in range(3):
-        order = torch.randperm(40, generator=gen)
-        for b in range(0, 40, 8):
-            batch = torch.cat([order[b:b + 8][r::2] for r in range(2)])
-            opt.zero_grad()
-            crit(model(x[batch]), y[batch], batch).backward()
-            opt.step()
+    _train_three_epochs(model, crit, lambda batch: torch.cat([batch[r::2] for r in range(2)]))
     assert_close(ddp["w"], model.weight.detach())
     assert_close(ddp["u"], crit.u)
     assert_close(ddp["v"], crit.v)

@@ -105,25 +105,11 @@ RpcaOutputs rpca_solve_cpu_impl(std::string_view op, const at::Tensor& y, const 
   return finish_rpca(std::move(out), batched);
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_cpu(
-    const at::Tensor& y, const at::Tensor& u0, const at::Tensor& g0, const at::Tensor& h0, double tau, double alpha,
-    int64_t iters, double tol) {
-  RpcaOutputs o = rpca_solve_cpu_impl("rpca_dop_solve", y, u0, std::nullopt, g0, h0, tau, alpha, iters, tol);
-  return {o.u, o.g, o.h, o.losses, o.n_iter};
-}
-
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_uv_cpu(
-    const at::Tensor& y, const at::Tensor& u0, const at::Tensor& v0, const at::Tensor& g0, const at::Tensor& h0,
-    double tau, double alpha, int64_t iters, double tol) {
-  RpcaOutputs o = rpca_solve_cpu_impl("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol);
-  return {o.u, o.v, o.g, o.h, o.losses, o.n_iter};
-}
-
 }  // namespace
 
 TORCH_LIBRARY_IMPL(dopfast, CPU, m) {
-  m.impl("rpca_dop_solve", &rpca_dop_solve_cpu);
-  m.impl("rpca_dop_solve_uv", &rpca_dop_solve_uv_cpu);
+  m.impl("rpca_dop_solve", &rpca_dop_solve_entry<rpca_solve_cpu_impl>);
+  m.impl("rpca_dop_solve_uv", &rpca_dop_solve_uv_entry<rpca_solve_cpu_impl>);
 }
 
 }  // namespace dopfast::cpu

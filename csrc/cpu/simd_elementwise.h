@@ -14,25 +14,18 @@ template <typename T>
 double residual_step_impl(const T* __restrict x, T* __restrict g, T* __restrict h, const T* __restrict y,
                           T* __restrict r, int64_t n, T step) {
   double acc[kLanes] = {};
+  const auto body = [&](int64_t i, int lane) {
+    const T gi = g[i], hi = h[i];
+    const T ri = x[i] + gi * gi - hi * hi - y[i];
+    r[i] = ri;
+    g[i] = gi - step * ri * gi;
+    h[i] = hi + step * ri * hi;
+    acc[lane] += static_cast<double>(ri) * static_cast<double>(ri);
+  };
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      const T gi = g[i + j], hi = h[i + j];
-      const T ri = x[i + j] + gi * gi - hi * hi - y[i + j];
-      r[i + j] = ri;
-      g[i + j] = gi - step * ri * gi;
-      h[i + j] = hi + step * ri * hi;
-      acc[j] += static_cast<double>(ri) * static_cast<double>(ri);
-    }
-  }
-  for (int j = 0; i + j < n; ++j) {
-    const T gi = g[i + j], hi = h[i + j];
-    const T ri = x[i + j] + gi * gi - hi * hi - y[i + j];
-    r[i + j] = ri;
-    g[i + j] = gi - step * ri * gi;
-    h[i + j] = hi + step * ri * hi;
-    acc[j] += static_cast<double>(ri) * static_cast<double>(ri);
-  }
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) body(i + j, j);
+  for (int j = 0; i + j < n; ++j) body(i + j, j);
   double total = 0;
   for (int j = 0; j < kLanes; ++j) total += acc[j];
   return total;

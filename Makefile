@@ -31,6 +31,13 @@ test-all: $(BUILT)
 bench: $(BUILT)
 	$(VPY) bench/ops.py
 	$(VPY) bench/rpca_loop.py
+	$(VPY) bench/sop.py
+	$(VPY) bench/rpca.py --budget 30
+	$(VPY) bench/dip.py
+
+experiments: $(BUILT)
+	cd experiments && for s in rpca_alpha rpca_phase rpca_equivalence rpca_video sop_table sop_separation \
+	  sop_linear dip_alpha dip_restore; do ../$(VPY) $$s.py || exit 1; done
 
 clean:
 	rm -rf build $(BUILT)

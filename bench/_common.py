@@ -24,7 +24,7 @@ def machine_name(device: str) -> str:
         model = next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
     except Exception:  # noqa: BLE001 - informational only
         model = platform.processor()
-    return f"{model} ({torch.get_num_threads()} threads available)"
+    return model
 
 
 def bandwidth_gbs(numel: int, device: str, dtype=torch.float32) -> dict[str, float]:

@@ -178,9 +178,9 @@ class RobustPCA:
         return (t if t.dim() == 3 else t.unsqueeze(0)), out_info
 
     @staticmethod
-    def _back(t: Tensor, info, batch_array=False):
+    def _back(t: Tensor, info):
         is_torch, device, dtype, batched = info
-        if not batched and not batch_array:
+        if not batched:
             t = t.squeeze(0)
         if is_torch:
             return t.to(device=device, dtype=dtype if t.is_floating_point() and dtype is not None else t.dtype)
@@ -210,19 +210,17 @@ class RobustPCA:
             low, sparse = self._fit_convex(y)
         self.low_rank_ = self._back(low, info)
         self.sparse_ = self._back(sparse, info)
-        batched = info[3]
-        if not batched:
+        if self.method == "dop":
+            self.dop_low_rank_ = self._back(self.dop_low_rank_, info)
+        if not info[3]:  # unbatched input: per-problem arrays become scalars
             self.n_iter_ = int(self.n_iter_[0])
             self.converged_ = bool(self.converged_[0])
             self.loss_curve_ = self.loss_curve_[0][~np.isnan(self.loss_curve_[0])]
             if self.method == "dop":
                 self.step_ = float(self.step_[0])
-                self.dop_low_rank_ = self._back(self.dop_low_rank_, info)
                 if self.refine:
                     self.rank_ = int(self.rank_[0])
                     self.refined_ = bool(self.refined_[0])
-        elif self.method == "dop":
-            self.dop_low_rank_ = self._back(self.dop_low_rank_, info)
         if not np.all(self.converged_):
             warnings.warn(f"RobustPCA({self.method}) stopped at max_iter={self.max_iter} before reaching "
                           f"tol={self.tol}; raise max_iter or tol", ConvergenceWarning, stacklevel=2)
@@ -233,7 +231,7 @@ class RobustPCA:
         return self.fit(Y).low_rank_
 
     # ------------------------------------------------------------------------------------------------
-    def _generator(self, device) -> torch.Generator:
+    def _generator(self) -> torch.Generator:
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
@@ -246,9 +244,9 @@ class RobustPCA:
         psd = self.model_ == "psd"
         k = min(m, n) if self.rank is None else min(int(self.rank), min(m, n))
         alpha = self.alpha_
+        spec = torch.linalg.matrix_norm(y, ord=2)
         if self.step is None:
             # Per-problem scale so that one normalised step serves the whole batch (see module docstring).
-            spec = torch.linalg.matrix_norm(y, ord=2)
             scale = torch.maximum(spec, alpha * y.abs().amax((-2, -1)))
             tau = STEP_FRACTION
         else:
@@ -257,8 +255,8 @@ class RobustPCA:
         # (tau / scale is the step in the data's units.)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         yn = y / scale.view(-1, 1, 1)
-        std = self.init_scale * torch.sqrt(torch.linalg.matrix_norm(yn, ord=2) / max(m, n)).clamp_min(1e-30)
-        gen = self._generator(y.device)
+        std = self.init_scale * torch.sqrt(spec / scale / max(m, n)).clamp_min(1e-30)  # ‖yn‖₂ = ‖y‖₂ / scale
+        gen = self._generator()
         noise = lambda *shape: torch.randn(*shape, generator=gen, dtype=y.dtype).to(y.device)  # noqa: E731
         u = noise(b, m, k) * std.view(-1, 1, 1)
         v = None if psd else noise(b, n, k) * std.view(-1, 1, 1)

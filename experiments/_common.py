@@ -36,6 +36,12 @@ def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         w.writerows(rows)
 
 
+def report(path: Path, header: list[str], rows: list[list]) -> None:
+    """Write the rows as CSV and print them as a Markdown table."""
+    write_csv(path, header, rows)
+    print(markdown_table(header, rows))
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

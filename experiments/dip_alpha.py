@@ -47,8 +47,7 @@ def main() -> None:
                 print(f"{size}² {'colour' if colour else 'grey'} alpha={alpha:g}: last {rows[-1][4]:.2f} dB, "
                       f"best {rows[-1][5]:.2f} dB ({rows[-1][6]:.0f} s)", flush=True)
     header = ["size", "channels", "entries", "alpha", "psnr_last", "psnr_best", "seconds"]
-    _common.write_csv(csv_path, header, rows)
-    print(_common.markdown_table(header, rows))
+    _common.report(csv_path, header, rows)
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for size in sizes:

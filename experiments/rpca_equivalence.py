@@ -54,8 +54,7 @@ def main() -> None:
                           f"dist={dist:.2e} (cvx vs truth {rows[-1][6]:.1e})", flush=True)
     header = ["instance", "alpha", "init_scale", "step_factor", "steps", "dist_to_cvxpy", "cvxpy_err_vs_truth",
               "cvxpy_status"]
-    _common.write_csv(csv_path, header, rows)
-    print(_common.markdown_table(header, rows))
+    _common.report(csv_path, header, rows)
     print(f"{time.perf_counter() - t0:.0f} s")
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))

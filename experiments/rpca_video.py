@@ -63,8 +63,7 @@ def main() -> None:
         print(f"refine={refine}: {est.n_iter_} steps in {seconds:.1f} s, background error {bg_err:.2e}, "
               f"foreground precision {precision:.3f} recall {recall:.3f}", flush=True)
     header = ["method", "steps", "seconds", "background_rel_err", "fg_precision", "fg_recall", "rank"]
-    _common.write_csv(csv_path, header, rows)
-    print(_common.markdown_table(header, rows))
+    _common.report(csv_path, header, rows)
     plt = _common.pyplot()
     show = np.linspace(0, frames - 1, 5).astype(int)
     fig, axes = plt.subplots(3, len(show), figsize=(2.2 * len(show), 5.4))

@@ -7,7 +7,7 @@ SETUP := $(VENV)/.dopfast-setup
 BUILT := $(VENV)/.dopfast-built
 SOURCES := $(shell find csrc dopfast -name '*.cpp' -o -name '*.cu' -o -name '*.h' -o -name '*.cuh' -o -name '*.inc') CMakeLists.txt pyproject.toml
 
-.PHONY: demo test test-all bench experiments clean
+.PHONY: demo test test-all lint gpu-check bench experiments clean
 
 $(SETUP): requirements-dev.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,12 @@ demo: $(BUILT)
 
 test: $(BUILT)
 	$(VPY) -m pytest -q
+
+CXX_SOURCES = $(shell find csrc -name '*.cpp' -o -name '*.h' -o -name '*.cu' -o -name '*.cuh' -o -name '*.inc')
+
+lint: $(SETUP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
 
 test-all: $(BUILT)
 	$(VPY) -m pytest -q -m ""

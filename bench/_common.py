@@ -8,6 +8,8 @@ import subprocess
 import torch
 import torch.utils.benchmark as tb
 
+from dopfast._report import markdown_table
+
 
 def time_us(fn, min_run_time: float = 0.5) -> float:
     """Median microseconds per call of fn() (CUDA-synchronised by torch.utils.benchmark)."""
@@ -45,12 +47,7 @@ def gemm_gflops(n: int, device: str, dtype=torch.float64) -> float:
     return 2 * n**3 / time_us(lambda: torch.mm(a, b, out=c)) / 1e3
 
 
-def table(headers: list[str], rows: list[list]) -> str:
-    """A Markdown table."""
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+table = markdown_table
 
 
 def bench_parser(doc: str, threads=(1, 2)):

@@ -6,7 +6,8 @@ For each image size (colour, s&p input) and network width: milliseconds per iter
 DOP (fused ``dop_residual`` + the g/h SGD step), for every capture mode available on the device (eager,
 ``torch.compile`` of the network, and on CUDA the whole iteration as one CUDA graph), and the share of the
 DOP iteration spent on the g/h part: (DOP − DIP) / DOP, which carries the noise of two network timings, and
-the loss heads timed alone (DOP's residual + g/h step minus DIP's loss, from a fixed network output). Then ``dop_residual`` forward + backward alone at
+the loss heads timed alone (DOP's residual + g/h step minus DIP's loss, from a fixed network output).
+Then ``dop_residual`` forward + backward alone at
 the image's size against eager PyTorch and ``torch.compile``.
 """
 
@@ -21,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bench_parser, emit, machine_name, parse, table, thread_counts, time_us  # noqa: E402
 
 from dopfast import ops, reference  # noqa: E402
-from dopfast.dip_net import SkipNet, noise_input  # noqa: E402
-from dopfast.dip_step import Stepper  # noqa: E402
+from dopfast.dip import SkipNet, noise_input  # noqa: E402
+from dopfast.dip.step import Stepper  # noqa: E402
 
 
 def iteration_ms(size, width, method, capture, device, min_time):

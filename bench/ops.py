@@ -99,7 +99,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(nt)
         out.append(f"### {machine_name(args.device)}, {nt} thread(s), {args.dtype}, torch {torch.__version__}\n")
         out.append("**residual_step_**\n\n" + bench_residual_step(sizes, args.device, dtype, min_time) + "\n")
-        out.append("**dop_residual forward + backward**\n\n" + bench_dop_residual(sizes, args.device, dtype, min_time) + "\n")
+        out.append("**dop_residual forward + backward**\n\n"
+                   + bench_dop_residual(sizes, args.device, dtype, min_time) + "\n")
         out.append("**lowrank_step_**\n\n" + bench_lowrank(args.device, dtype, min_time) + "\n")
         print("\n".join(out[-4:]), flush=True)
     emit(args, out)

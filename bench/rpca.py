@@ -9,7 +9,7 @@ budget. Methods:
 
 - dopfast DOP (r' = n) and (r' = 4r): rpca_dop_solve in chunks, dopfast's step rule, no refinement;
 - dopfast default: ``RobustPCA(model="psd")`` end to end (DOP, then the certified refinement);
-- dopfast PCP: eq. (8) with X ⪰ 0 by ADMM (``dopfast.baselines.pcp``);
+- dopfast PCP: eq. (8) with X ⪰ 0 by ADMM (``dopfast.rpca.pcp``);
 - eager PyTorch DOP: the same iteration as plain torch ops (the natural way to write it);
 - tensorly ``robust_pca`` (ALM for PCP, λ = 1/√n), run with growing iteration caps;
 - cvxpy (Clarabel) on eq. (8), n ≤ 64 only.
@@ -30,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import bench_parser, emit, machine_name, parse, table  # noqa: E402
 
 from dopfast import RobustPCA, ops  # noqa: E402
-from dopfast.baselines.pcp import pcp  # noqa: E402
-from dopfast.data import relative_error, rpca_problem  # noqa: E402
-from dopfast.rpca import STEP_FRACTION  # noqa: E402
+from dopfast.rpca import STEP_FRACTION, relative_error, rpca_problem, step_scale  # noqa: E402  # noqa: E402
+from dopfast.rpca.pcp import pcp  # noqa: E402
 
 TARGETS = (1e-1, 1e-2, 1e-4)
 
@@ -59,7 +58,7 @@ class Trace:
 
 def _init(y, k, seed=0):
     n = y.shape[0]
-    scale = max(float(torch.linalg.matrix_norm(y, ord=2)), math.sqrt(n) * float(y.abs().max()))
+    scale = float(step_scale(y[None], math.sqrt(n))[0])
     std = 1e-4 * math.sqrt(float(torch.linalg.matrix_norm(y / scale, ord=2)) / n)
     gen = torch.Generator().manual_seed(seed)
     u0 = std * torch.randn(n, k, generator=gen, dtype=y.dtype)
@@ -156,7 +155,7 @@ def main(argv=None) -> int:
         results["eager PyTorch DOP"] = eager_trace(x_true, y, args.budget, chunk)
         results["tensorly robust_pca"] = tensorly_trace(x_true, y, args.budget)
         if n <= 64:
-            from dopfast.baselines.convex import solve_convex
+            from dopfast.rpca.convex import solve_convex
 
             t0 = time.perf_counter()
             xc, _, _ = solve_convex(y.numpy(), psd=True)

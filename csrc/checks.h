@@ -41,8 +41,8 @@ inline void check_finite_scalar(double v, std::string_view op, std::string_view 
   TORCH_CHECK(std::isfinite(v), "dopfast.", op, ": ", name, " must be a finite number, got ", v);
 }
 
-inline void check_no_overlap(const at::Tensor& a, std::string_view a_name, const at::Tensor& b,
-                             std::string_view b_name, std::string_view op) {
+inline void check_no_overlap(const at::Tensor& a, std::string_view a_name, const at::Tensor& b, std::string_view b_name,
+                             std::string_view op) {
   const auto status = at::get_overlap_status(a, b);
   TORCH_CHECK(status != at::MemOverlapStatus::Full && status != at::MemOverlapStatus::Partial, "dopfast.", op, ": ",
               a_name, " and ", b_name, " share memory; an argument updated in place must not alias another");

@@ -19,9 +19,10 @@ void check_factor(const at::Tensor& u, std::string_view op, std::string_view nam
 void check_r(const at::Tensor& u, const at::Tensor& r, int64_t rows, int64_t cols, std::string_view op) {
   check_like(u, "u", r, op, "r", /*same_shape=*/false);
   const bool batched = u.dim() == 3;
-  const bool ok = r.dim() == u.dim() && r.size(-2) == rows && r.size(-1) == cols && (!batched || r.size(0) == u.size(0));
-  TORCH_CHECK(ok, "dopfast.", op, ": r must have shape ", batched ? "(B, " : "(", rows, ", ", cols,
-              ") to match u ", u.sizes(), ", got ", r.sizes());
+  const bool ok =
+      r.dim() == u.dim() && r.size(-2) == rows && r.size(-1) == cols && (!batched || r.size(0) == u.size(0));
+  TORCH_CHECK(ok, "dopfast.", op, ": r must have shape ", batched ? "(B, " : "(", rows, ", ", cols, ") to match u ",
+              u.sizes(), ", got ", r.sizes());
 }
 
 void lowrank_step_(at::Tensor& u, const at::Tensor& r, double step) {
@@ -39,9 +40,9 @@ void lowrank_step_uv_(at::Tensor& u, at::Tensor& v, const at::Tensor& r, double 
   check_factor(u, op, "u");
   check_factor(v, op, "v");
   check_like(u, "u", v, op, "v", /*same_shape=*/false);
-  TORCH_CHECK(v.dim() == u.dim() && v.size(-1) == u.size(-1) && (u.dim() == 2 || v.size(0) == u.size(0)),
-              "dopfast.", op, ": v must have shape ", u.dim() == 3 ? "(B, n, k)" : "(n, k)",
-              " with the batch and k of u ", u.sizes(), ", got ", v.sizes());
+  TORCH_CHECK(v.dim() == u.dim() && v.size(-1) == u.size(-1) && (u.dim() == 2 || v.size(0) == u.size(0)), "dopfast.",
+              op, ": v must have shape ", u.dim() == 3 ? "(B, n, k)" : "(n, k)", " with the batch and k of u ",
+              u.sizes(), ", got ", v.sizes());
   check_r(u, r, u.size(-2), v.size(-2), op);
   check_finite_scalar(step, op, "step");
   check_no_overlap(u, "u", v, "v", op);

@@ -19,8 +19,8 @@ inline void check_residual_args(std::string_view op, const at::Tensor& x, const 
 }
 
 // g and h are written: they must not share memory with each other or with the read-only inputs.
-inline void check_residual_step_args(std::string_view op, const at::Tensor& x, const at::Tensor& g,
-                                     const at::Tensor& h, const at::Tensor& y, double step) {
+inline void check_residual_step_args(std::string_view op, const at::Tensor& x, const at::Tensor& g, const at::Tensor& h,
+                                     const at::Tensor& y, double step) {
   check_residual_args(op, x, g, h, y);
   check_finite_scalar(step, op, "step");
   check_no_internal_overlap(g, op, "g");

@@ -50,7 +50,9 @@ inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const 
   check_finite_scalar(tol, op, "tol");
   TORCH_CHECK(tol >= 0, "dopfast.", op, ": tol must be >= 0, got ", tol);
 
-  const auto own = [&](const at::Tensor& t) { return (batched ? t : t.unsqueeze(0)).clone(at::MemoryFormat::Contiguous); };
+  const auto own = [&](const at::Tensor& t) {
+    return (batched ? t : t.unsqueeze(0)).clone(at::MemoryFormat::Contiguous);
+  };
   RpcaOutputs out;
   out.u = own(u0);
   if (!sym) out.v = own(*v0);
@@ -72,8 +74,8 @@ inline RpcaOutputs finish_rpca(RpcaOutputs out, bool batched) {
 
 // The two registered entry points over one backend's solver `Impl` (U U^T and U V^T models).
 using RpcaImpl = RpcaOutputs (*)(std::string_view, const at::Tensor&, const at::Tensor&,
-                                 const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, double,
-                                 double, int64_t, double);
+                                 const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, double, double,
+                                 int64_t, double);
 
 template <RpcaImpl Impl>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_entry(

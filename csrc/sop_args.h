@@ -25,10 +25,10 @@ inline void check_sop_args(const at::Tensor& logits, const at::Tensor& targets, 
               ": u must be float32 or float64 (kept in full precision whatever the logits' dtype), got ",
               u.scalar_type());
   check_like(u, "u", v, op, "v", /*same_shape=*/false);
-  TORCH_CHECK(u.device() == logits.device(), "dopfast.", op, ": u must be on the device of logits (",
-              logits.device(), "), got ", u.device());
-  TORCH_CHECK(v.dim() == 2 && v.size(1) == K, "dopfast.", op, ": v must have shape (num_samples, ", K,
-              "), got ", v.sizes());
+  TORCH_CHECK(u.device() == logits.device(), "dopfast.", op, ": u must be on the device of logits (", logits.device(),
+              "), got ", u.device());
+  TORCH_CHECK(v.dim() == 2 && v.size(1) == K, "dopfast.", op, ": v must have shape (num_samples, ", K, "), got ",
+              v.sizes());
   const int64_t ucols = paper ? K : 1;
   TORCH_CHECK(u.dim() == 2 && u.size(0) == v.size(0) && u.size(1) == ucols, "dopfast.", op, ": u must have shape (",
               v.size(0), ", ", ucols, ") for the ", paper ? "paper" : "official", " variant, got ", u.sizes());

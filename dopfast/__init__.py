@@ -10,10 +10,9 @@ except ImportError as exc:  # pragma: no cover - only on a broken install
         "`pip install --no-build-isolation -e .` (torch " + torch.__version__ + ")."
     ) from exc
 
-from . import ops  # noqa: E402  (registers fake kernels and autograd)
+from . import ops, reference  # noqa: E402  (ops registers the fake kernels and autograd)
+from ._version import __version__  # noqa: E402
 from .rpca import RobustPCA  # noqa: E402
-
-__version__ = "0.1.0"
 
 
 def has_cuda_kernels() -> bool:
@@ -33,4 +32,4 @@ def build_info() -> dict:
     }
 
 
-__all__ = ["ops", "RobustPCA", "has_cuda_kernels", "build_info"]
+__all__ = ["ops", "reference", "RobustPCA", "has_cuda_kernels", "build_info", "__version__"]

@@ -126,7 +126,9 @@ def rpca_dop_solve(y: Tensor, u0: Tensor, g0: Tensor, h0: Tensor, tau: float, al
 
 def rpca_dop_solve_uv(y: Tensor, u0: Tensor, v0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float,
                       iters: int, tol: float = 0.0):
-    """As ``rpca_dop_solve`` with ``X = U Vᵀ``: ``U −= τ·R V``, ``V −= τ·Rᵀ U``; returns ``(u, v, g, h, losses, n_iter)``."""
+    """As ``rpca_dop_solve`` with ``X = U Vᵀ``: ``U −= τ·R V``, ``V −= τ·Rᵀ U``.
+
+    Returns ``(u, v, g, h, losses, n_iter)``."""
     return _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol)
 
 

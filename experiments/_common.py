@@ -7,6 +7,8 @@ import csv
 import sys
 from pathlib import Path
 
+from dopfast._report import markdown_table
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -40,13 +42,6 @@ def report(path: Path, header: list[str], rows: list[list]) -> None:
     """Write the rows as CSV and print them as a Markdown table."""
     write_csv(path, header, rows)
     print(markdown_table(header, rows))
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    fmt = lambda v: f"{v:.3g}" if isinstance(v, float) else str(v)  # noqa: E731
-    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    out += ["| " + " | ".join(fmt(v) for v in r) + " |" for r in rows]
-    return "\n".join(out)
 
 
 def pyplot():

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import time
 
-
 import _common
+
 from dopfast.dip import default_alpha, psnr, restore, salt_and_pepper
-from dopfast.dip_data import crop
+from dopfast.dip.data import crop
 
 
 def main() -> None:

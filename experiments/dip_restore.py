@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import time
 
+import _common
 import numpy as np
 
-import _common
 from dopfast.dip import psnr, restore, salt_and_pepper
-from dopfast.dip_data import crop
+from dopfast.dip.data import crop
 
 PAPER_F16 = {0.1: (26.19, 36.15, 34.91), 0.3: (20.15, 33.64, 34.39), 0.5: (16.46, 29.06, 31.60),
              0.7: (13.91, 24.80, 26.99)}  # DIP / DIP-ℓ1 / DOP, appendix Fig. 5

@@ -13,22 +13,19 @@ import math
 import time
 import warnings
 
+import _common
 import numpy as np
 import torch
 
-import _common
-from dopfast import RobustPCA, ops
-from dopfast.data import relative_error, rpca_problem
-from dopfast.rpca import ConvergenceWarning
+from dopfast import RobustPCA
+from dopfast.rpca import ConvergenceWarning, dop, relative_error, rpca_problem
 
 N, RANK, P = 50, 5, 0.3
 
 
-def paper_dop(ys: torch.Tensor, alpha: float, seed: int, steps: int = 20_000) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    u0 = 1e-4 * torch.randn(ys.shape, generator=gen, dtype=ys.dtype)
-    g0 = 1e-4 * torch.randn(ys.shape, generator=gen, dtype=ys.dtype)
-    out = ops.rpca_dop_solve(ys, u0, g0, g0, 1e-4, alpha, steps)
+def paper_dop(ys: torch.Tensor, alpha: float, seed: int, steps: int = 20_000):
+    """The paper's DOP on ys: (low-rank, sparse) estimates."""
+    out = dop.paper_dop(ys, alpha, seed, steps)
     return out.u @ out.u.mT, out.g * out.g - out.h * out.h
 
 
@@ -63,7 +60,8 @@ def main() -> None:
     _common.write_csv(csv_path, header, rows)
     best = min(rows, key=lambda r: r[1])
     print(_common.markdown_table(header, rows))
-    print(f"best alpha (paper settings) = {best[0]:.3g}  (sqrt(n) = {math.sqrt(N):.3g});  {time.perf_counter() - t0:.0f} s")
+    print(f"best alpha (paper settings) = {best[0]:.3g}  (sqrt(n) = {math.sqrt(N):.3g});  "
+          f"{time.perf_counter() - t0:.0f} s")
     plt = _common.pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     a = [r[0] for r in rows]

@@ -13,14 +13,12 @@ import math
 import time
 import warnings
 
-import numpy as np
-import torch
-
 import _common
+import numpy as np
+
 from dopfast import RobustPCA
-from dopfast.baselines.convex import solve_convex
-from dopfast.data import relative_error, rpca_problem
-from dopfast.rpca import STEP_FRACTION, ConvergenceWarning
+from dopfast.rpca import STEP_FRACTION, ConvergenceWarning, relative_error, rpca_problem, step_scale
+from dopfast.rpca.convex import solve_convex
 
 
 def main() -> None:
@@ -38,7 +36,7 @@ def main() -> None:
         for f in factors:
             alpha = f * math.sqrt(n)
             x_cvx, _, status = solve_convex(y.numpy(), 1.0 / alpha, psd=True)
-            scale = max(float(torch.linalg.matrix_norm(y, ord=2)), alpha * float(y.abs().max()))
+            scale = float(step_scale(y[None], alpha)[0])
             for init in inits:
                 for step_frac in (1.0, 0.2):
                     est = RobustPCA(model="psd", alpha=alpha, refine=False, init_scale=init, tol=1e-6,

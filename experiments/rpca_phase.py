@@ -15,14 +15,13 @@ import math
 import time
 import warnings
 
+import _common
 import numpy as np
 import torch
 
-import _common
 from dopfast import RobustPCA
-from dopfast.data import relative_error, rpca_problem
-from dopfast.rpca import ConvergenceWarning
-from rpca_alpha import paper_dop
+from dopfast.rpca import ConvergenceWarning, relative_error, rpca_problem
+from dopfast.rpca.dop import paper_dop
 
 N = 50
 
@@ -42,7 +41,8 @@ def main() -> None:
     alpha = math.sqrt(N)
 
     t0 = time.perf_counter()
-    xp, _ = paper_dop(ys, alpha, args.seed)
+    sol = paper_dop(ys, alpha, args.seed)
+    xp = sol.u @ sol.u.mT
     err_paper = [relative_error(xp[i], xs[i]) for i in range(len(cells))]
     t_paper = time.perf_counter() - t0
     print(f"DOP (paper settings): {len(cells)} problems x 2e4 steps in {t_paper:.0f} s", flush=True)
@@ -66,7 +66,8 @@ def main() -> None:
     t_convex = time.perf_counter() - t0
     print(f"convex (ADMM): {t_convex:.0f} s", flush=True)
 
-    rows, grids = [], {k: np.zeros((len(ranks), len(probs))) for k in ("convex", "paper", "ours_dop", "ours", "ours_1e4")}
+    kinds = ("convex", "paper", "ours_dop", "ours", "ours_1e4")
+    rows, grids = [], {k: np.zeros((len(ranks), len(probs))) for k in kinds}
     for a, r in enumerate(ranks):
         for b, p in enumerate(probs):
             idx = [i for i, c in enumerate(cells) if c[0] == r and c[1] == p]

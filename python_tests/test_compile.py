@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from conftest import make_tensors, rpca_instance
 from torch.testing import assert_close
 
-from conftest import make_tensors, rpca_instance
 from dopfast import ops
 
 

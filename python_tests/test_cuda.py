@@ -4,9 +4,9 @@ import math
 
 import pytest
 import torch
+from conftest import make_tensors, needs_cuda, rpca_instance
 from torch.testing import assert_close
 
-from conftest import make_tensors, needs_cuda, rpca_instance
 from dopfast import ops
 
 pytestmark = needs_cuda

@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from dopfast.dip import psnr, restore, salt_and_pepper
-from dopfast.dip_data import crop
-from dopfast.dip_net import SkipNet, noise_input
+from dopfast.dip import SkipNet, noise_input, psnr, restore, salt_and_pepper
+from dopfast.dip.data import crop
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,8 @@ def test_solver_scalar_errors(change, match):
 def test_solver_tensor_errors():
     y, u0, g0, h0 = _solver_args()
     with pytest.raises(RuntimeError, match="the U U\\^T model needs square y"):
-        ops.rpca_dop_solve(torch.randn(6, 5, **f64), u0, torch.randn(6, 5, **f64), torch.randn(6, 5, **f64), 1e-3, 1.0, 3)
+        rect = [torch.randn(6, 5, **f64) for _ in range(3)]
+        ops.rpca_dop_solve(rect[0], u0, rect[1], rect[2], 1e-3, 1.0, 3)
     with pytest.raises(RuntimeError, match="u0 must have shape"):
         ops.rpca_dop_solve(y, torch.randn(5, 3, **f64), g0, h0, 1e-3, 1.0, 3)
     with pytest.raises(RuntimeError, match="g0 must have the shape of y"):

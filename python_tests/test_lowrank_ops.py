@@ -2,10 +2,10 @@
 
 import pytest
 import torch
+from conftest import make_tensors
 from torch.library import opcheck
 from torch.testing import assert_close
 
-from conftest import make_tensors
 from dopfast import ops, reference
 
 

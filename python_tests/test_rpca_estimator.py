@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from dopfast import RobustPCA
-from dopfast.data import relative_error, rpca_problem
-from dopfast.rpca import ConvergenceWarning
+from dopfast.rpca import ConvergenceWarning, relative_error, rpca_problem
 
 
 @pytest.fixture(scope="module")

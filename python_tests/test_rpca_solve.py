@@ -4,10 +4,10 @@ import math
 
 import pytest
 import torch
+from conftest import rpca_instance
 from torch.library import opcheck
 from torch.testing import assert_close
 
-from conftest import rpca_instance
 from dopfast import ops, reference
 
 
@@ -155,5 +155,5 @@ def test_opcheck(device):
     v0 = 1e-2 * torch.randn(6, 4, dtype=torch.float64, device=device)
     opcheck(torch.ops.dopfast.rpca_dop_solve_uv.default, (args[0], args[1], v0, args[2], args[3], 1e-3, 2.0, 5, 0.0))
     yb = torch.stack([args[0]] * 2)
-    opcheck(torch.ops.dopfast.rpca_dop_solve.default,
-            (yb, torch.stack([args[1]] * 2), torch.stack([args[2]] * 2), torch.stack([args[3]] * 2), 1e-3, 2.0, 5, 1e-9))
+    batch = [torch.stack([a] * 2) for a in args[1:]]
+    opcheck(torch.ops.dopfast.rpca_dop_solve.default, (yb, *batch, 1e-3, 2.0, 5, 1e-9))

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from dopfast.baselines.noisy_labels import ELRLoss, GCELoss, SCELoss
-from dopfast.baselines.sklearn_mlp import TorchMLPClassifier
-from dopfast.data import DIGIT_FLIPS, add_label_noise, load_classification, parse_noise
-from dopfast.sop_train import train
+from dopfast.sop.baselines import ELRLoss, GCELoss, SCELoss
+from dopfast.sop.data import DIGIT_FLIPS, add_label_noise, load_classification, parse_noise
+from dopfast.sop.sklearn_mlp import TorchMLPClassifier
+from dopfast.sop.train import train
 
 
 def test_parse_noise():

@@ -59,8 +59,8 @@ std::tuple<at::Tensor, at::Tensor> residual_step_cpu(const at::Tensor& x, at::Te
   return residual_step_op(x, g, h, y, step, residual_step_into, empty_streaming_output);
 }
 
-at::Tensor residual_step_out_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y,
-                                 double step, at::Tensor& r) {
+at::Tensor residual_step_out_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
+                                 at::Tensor& r) {
   return residual_step_out_op(x, g, h, y, step, r, residual_step_into);
 }
 

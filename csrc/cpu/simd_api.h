@@ -25,14 +25,14 @@ struct RpcaProblem {
 template <typename T, typename S>
 struct SopBatch {
   int64_t batch = 0, classes = 0;
-  const T* logits = nullptr;     // batch x classes
+  const T* logits = nullptr;  // batch x classes
   const int64_t* targets = nullptr;
   const int64_t* index = nullptr;
-  S* u = nullptr;                // N x u_cols (1: official variant, classes: paper variant)
+  S* u = nullptr;  // N x u_cols (1: official variant, classes: paper variant)
   int64_t u_cols = 1;
-  S* v = nullptr;                // N x classes
-  T* grad = nullptr;             // batch x classes: d(mean loss)/d logits
-  double* sample_loss = nullptr; // batch: CE + MSE per sample
+  S* v = nullptr;                 // N x classes
+  T* grad = nullptr;              // batch x classes: d(mean loss)/d logits
+  double* sample_loss = nullptr;  // batch: CE + MSE per sample
   double lr_u = 0, lr_v = 0;
   bool paper = false;
 };
@@ -50,8 +50,8 @@ struct KernelTable {
   // Pieces of one step for problems whose products go to the BLAS (see cpu/rpca_solve.cpp):
   // x (m x n, contiguous) := R = x + g*g - h*h - y, updating g, h; symmetrised when `symmetrise`.
   // Returns sum R^2 (pre-symmetrisation); adds sum(dg^2 + dh^2) to step_sq and sum(g^2 + h^2) to theta_sq.
-  double (*rpca_residual)(T* x, const T* y, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise,
-                          double& step_sq, double& theta_sq);
+  double (*rpca_residual)(T* x, const T* y, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise, double& step_sq,
+                          double& theta_sq);
   // f -= tau * grad over count entries; adds tau^2 grad^2 to step_sq and f^2 (old) to theta_sq.
   void (*factor_update)(T* f, const T* grad, int64_t count, T tau, double& step_sq, double& theta_sq);
   // SOP loss step over samples [i0, i1) of the batch, u/v in float32 or float64.

@@ -60,8 +60,8 @@ inline void gemm_tile(int64_t K, const T* A, int64_t a_rs, int64_t a_cs, const T
 // Calls tile(i0, rows, j0, nvec, acc) for every tile of the M x Np product whose columns are accepted by
 // want(i0, rows, j0, cols). Np must be a multiple of the vector width.
 template <typename T, int NV, typename Want, typename Epilogue>
-inline void gemm_cols(int64_t M, int64_t j0, int64_t K, const T* A, int64_t a_rs, int64_t a_cs, const T* B,
-                      int64_t ldb, Want& want, Epilogue& epilogue) {
+inline void gemm_cols(int64_t M, int64_t j0, int64_t K, const T* A, int64_t a_rs, int64_t a_cs, const T* B, int64_t ldb,
+                      Want& want, Epilogue& epilogue) {
   typename Vec<T>::type acc[kMR][kNV];
   constexpr int W = Vec<T>::width;
   int64_t i0 = 0;

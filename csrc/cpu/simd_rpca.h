@@ -43,8 +43,8 @@ struct TransposedFactor {
 // Residual pass over X (stored with row stride ldx, overwritten by R); returns sum R^2 and sum (dg^2 + dh^2)
 // and adds sum (g^2 + h^2) (pre-update) to theta_sq.
 template <typename T>
-inline double rpca_residual_rows(T* X, int64_t ldx, const T* __restrict y, T* __restrict g, T* __restrict h,
-                                 int64_t m, int64_t n, T ga, double& dgh_sq, double& theta_sq) {
+inline double rpca_residual_rows(T* X, int64_t ldx, const T* __restrict y, T* __restrict g, T* __restrict h, int64_t m,
+                                 int64_t n, T ga, double& dgh_sq, double& theta_sq) {
   // kLanes independent partial sums per quantity, so the loop vectorises without reassociation.
   T l[kLanes] = {}, d[kLanes] = {}, t[kLanes] = {};
   const auto body = [&](T* __restrict xr, const T* __restrict yr, T* __restrict gr, T* __restrict hr, int64_t j,
@@ -93,8 +93,8 @@ inline void symmetrise_in_place(T* R, int64_t n, int64_t ld) {
 }
 
 template <typename T>
-double rpca_residual_impl(T* x, const T* y, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise,
-                          double& step_sq, double& theta_sq) {
+double rpca_residual_impl(T* x, const T* y, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise, double& step_sq,
+                          double& theta_sq) {
   double dgh_sq = 0;
   const double loss = rpca_residual_rows<T>(x, n, y, g, h, m, n, ga, dgh_sq, theta_sq);
   step_sq += dgh_sq;
@@ -206,8 +206,7 @@ int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
     }
 
     double dgh_sq = 0, theta_sq = 0;
-    const double loss =
-        0.25 * rpca_residual_rows<T>(xr.data, np, P.y, P.g, P.h, m, n, ga, dgh_sq, theta_sq);
+    const double loss = 0.25 * rpca_residual_rows<T>(xr.data, np, P.y, P.g, P.h, m, n, ga, dgh_sq, theta_sq);
     if (P.losses) P.losses[it] = static_cast<T>(loss);
     if (!std::isfinite(loss)) {
       ++it;
@@ -229,7 +228,7 @@ int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
       UpdateEpilogue<T> upd_u{ut, ut_next, mp, tau};
       small_gemm<T>(k, mp, n, vt, np, 1, rt.data, mp, all, upd_u);  // Ut' = Ut - tau Vt R^T
       UpdateEpilogue<T> upd_v{vt, vt_next, np, tau};
-      small_gemm<T>(k, np, m, ut, mp, 1, R, np, all, upd_v);        // Vt' = Vt - tau Ut R
+      small_gemm<T>(k, np, m, ut, mp, 1, R, np, all, upd_v);  // Vt' = Vt - tau Ut R
       step_sq += upd_u.step_sq + upd_v.step_sq;
       theta_sq += upd_u.theta_sq + upd_v.theta_sq;
       std::swap(vt, vt_next);

@@ -59,8 +59,8 @@ void sop_step_impl(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1
     }
     for (int64_t k = KV; k < K; ++k) zmax = z[k] > zmax ? z[k] : zmax;
     int64_t amax = 0;
-    while (amax < K && z[amax] != zmax) ++amax;  // first maximum, as torch.argmax
-    if (amax == K) amax = 0;                     // NaN logits: the loss is NaN anyway
+    while (amax < K && z[amax] != zmax) ++amax;                                  // first maximum, as torch.argmax
+    if (amax == K) amax = 0;                                                     // NaN logits: the loss is NaN anyway
     const T inv_esum = T(1) / static_cast<T>(exp_shift_sum<T>(z, gz, K, zmax));  // gz <- exp(z - max)
 
 #pragma GCC ivdep

@@ -24,21 +24,23 @@ void check_indices_cpu(const at::Tensor& targets, const at::Tensor& index, int64
   const int64_t* ip = ix.const_data_ptr<int64_t>();
   const int64_t B = t.numel();
   for (int64_t i = 0; i < B; ++i) {
-    TORCH_CHECK(tp[i] >= 0 && tp[i] < classes, "dopfast.sop_loss_step_: targets must be class indices in [0, ",
-                classes, "), got ", tp[i], " at position ", i);
-    TORCH_CHECK(ip[i] >= 0 && ip[i] < samples, "dopfast.sop_loss_step_: index must be sample indices in [0, ",
-                samples, "), got ", ip[i], " at position ", i);
+    TORCH_CHECK(tp[i] >= 0 && tp[i] < classes, "dopfast.sop_loss_step_: targets must be class indices in [0, ", classes,
+                "), got ", tp[i], " at position ", i);
+    TORCH_CHECK(ip[i] >= 0 && ip[i] < samples, "dopfast.sop_loss_step_: index must be sample indices in [0, ", samples,
+                "), got ", ip[i], " at position ", i);
   }
   std::vector<int64_t> sorted(ip, ip + B);
   std::sort(sorted.begin(), sorted.end());
   const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  TORCH_CHECK(dup == sorted.end(), "dopfast.sop_loss_step_: index must be unique within a batch (each sample's u, v "
-              "row is updated once), but ", *dup, " appears more than once");
+  TORCH_CHECK(dup == sorted.end(),
+              "dopfast.sop_loss_step_: index must be unique within a batch (each sample's u, v "
+              "row is updated once), but ",
+              *dup, " appears more than once");
 }
 
 std::tuple<at::Tensor, at::Tensor> sop_loss_step_cpu(const at::Tensor& logits, const at::Tensor& targets,
-                                                     const at::Tensor& index, at::Tensor& u, at::Tensor& v,
-                                                     double lr_u, double lr_v, bool paper) {
+                                                     const at::Tensor& index, at::Tensor& u, at::Tensor& v, double lr_u,
+                                                     double lr_v, bool paper) {
   check_sop_args(logits, targets, index, u, v, lr_u, lr_v, paper);
   const int64_t B = logits.size(0), K = logits.size(1);
   check_indices_cpu(targets, index, K, v.size(0));
@@ -86,7 +88,8 @@ std::tuple<at::Tensor, at::Tensor> sop_loss_step_cpu(const at::Tensor& logits, c
   double total = 0;
   for (double x : sample_loss) total += x;
   const auto loss_dtype = logits.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  at::Tensor loss = at::empty({}, logits.options().dtype(loss_dtype)).fill_(B > 0 ? total / B : std::numeric_limits<double>::quiet_NaN());
+  at::Tensor loss = at::empty({}, logits.options().dtype(loss_dtype))
+                        .fill_(B > 0 ? total / B : std::numeric_limits<double>::quiet_NaN());
   return {loss, low ? grad.to(logits.scalar_type()) : grad};
 }
 

@@ -28,6 +28,8 @@ inline at::Tensor empty_streaming(at::IntArrayRef sizes, const at::TensorOptions
   return out;
 }
 
-inline at::Tensor empty_streaming_output(const at::Tensor& like) { return empty_streaming(like.sizes(), like.options()); }
+inline at::Tensor empty_streaming_output(const at::Tensor& like) {
+  return empty_streaming(like.sizes(), like.options());
+}
 
 }  // namespace dopfast::cpu

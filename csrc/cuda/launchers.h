@@ -26,9 +26,8 @@ void launch_dop_residual_backward(const T* grad, const T* g, const T* h, T* grad
 // Whole-loop DOP solver, one thread block per problem of the batch (see rpca_solve_kernels.cu).
 // Returns false (and launches nothing) when one problem does not fit in a block's shared memory.
 template <typename T>
-bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h,
-                       double tau, double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter,
-                       cudaStream_t stream);
+bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h, double tau,
+                       double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter, cudaStream_t stream);
 
 enum class SopDtype { f32, f64, f16, bf16 };
 

@@ -38,8 +38,8 @@ std::tuple<at::Tensor, at::Tensor> residual_step_cuda(const at::Tensor& x, at::T
                           [](const at::Tensor& like) { return at::empty(like.sizes(), like.options()); });
 }
 
-at::Tensor residual_step_out_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y,
-                                  double step, at::Tensor& r) {
+at::Tensor residual_step_out_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
+                                  at::Tensor& r) {
   const c10::cuda::CUDAGuard guard(x.device());
   return residual_step_out_op(x, g, h, y, step, r, residual_step_into);
 }

@@ -54,8 +54,8 @@ __global__ void __launch_bounds__(kThreads)
 
 // Sums the per-block partials in a fixed order (so the loss is the same on every run) and scales by 1/4.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) finish_loss_kernel(const double* __restrict__ partial, int count,
-                                                                T* __restrict__ loss) {
+__global__ void __launch_bounds__(kThreads)
+    finish_loss_kernel(const double* __restrict__ partial, int count, T* __restrict__ loss) {
   __shared__ double scratch[32];
   double acc = 0;
   for (int i = threadIdx.x; i < count; i += kThreads) acc += partial[i];
@@ -130,11 +130,13 @@ void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T
   const bool vec = aligned16(x) && aligned16(g) && aligned16(h) && aligned16(y) && aligned16(r);
   if (n > 0) {
     if (vec && !needs_int64(n, grid))
-      residual_step_kernel<T, V, int32_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n), step, partial);
+      residual_step_kernel<T, V, int32_t>
+          <<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n), step, partial);
     else if (vec)
       residual_step_kernel<T, V, int64_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, n, step, partial);
     else if (!needs_int64(n, grid))
-      residual_step_kernel<T, 1, int32_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n), step, partial);
+      residual_step_kernel<T, 1, int32_t>
+          <<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n), step, partial);
     else
       residual_step_kernel<T, 1, int64_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, n, step, partial);
     check_launch("residual_step_kernel");
@@ -168,20 +170,21 @@ void launch_dop_residual_backward(const T* grad, const T* g, const T* h, T* grad
   const bool vec = aligned16(grad) && aligned16(g) && aligned16(h) && aligned16(grad_g) && aligned16(grad_h);
   const int grid = elementwise_grid(n, vec ? V : 1);
   if (vec && !needs_int64(n, grid))
-    dop_residual_backward_kernel<T, V, int32_t><<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, static_cast<int32_t>(n));
+    dop_residual_backward_kernel<T, V, int32_t>
+        <<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, static_cast<int32_t>(n));
   else if (vec)
     dop_residual_backward_kernel<T, V, int64_t><<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, n);
   else if (!needs_int64(n, grid))
-    dop_residual_backward_kernel<T, 1, int32_t><<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, static_cast<int32_t>(n));
+    dop_residual_backward_kernel<T, 1, int32_t>
+        <<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, static_cast<int32_t>(n));
   else
     dop_residual_backward_kernel<T, 1, int64_t><<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, n);
   check_launch("dop_residual_backward_kernel");
 }
 
-#define DOPFAST_INSTANTIATE(T)                                                                                   \
-  template void launch_residual_step<T>(const T*, T*, T*, const T*, T*, int64_t, T, double*, int, T*,           \
-                                        cudaStream_t);                                                           \
-  template void launch_dop_residual<T>(const T*, const T*, const T*, const T*, T*, int64_t, cudaStream_t);      \
+#define DOPFAST_INSTANTIATE(T)                                                                                       \
+  template void launch_residual_step<T>(const T*, T*, T*, const T*, T*, int64_t, T, double*, int, T*, cudaStream_t); \
+  template void launch_dop_residual<T>(const T*, const T*, const T*, const T*, T*, int64_t, cudaStream_t);           \
   template void launch_dop_residual_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, cudaStream_t);
 DOPFAST_INSTANTIATE(float)
 DOPFAST_INSTANTIATE(double)

@@ -151,16 +151,16 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
   T* losses = a.losses + b * a.iters;
 
   T* smem = reinterpret_cast<T*>(smem_raw);
-  T* ut = smem;                 // k x m
-  T* ut_next = ut + k * m;      // k x m
-  T* R = ut_next + k * m;       // m x n
+  T* ut = smem;             // k x m
+  T* ut_next = ut + k * m;  // k x m
+  T* R = ut_next + k * m;   // m x n
   T* vt = nullptr;
   T* vt_next = nullptr;
   T* RT = nullptr;
   if (!sym) {
-    vt = R + m * n;             // k x n
-    vt_next = vt + k * n;       // k x n
-    RT = vt_next + k * n;       // n x m
+    vt = R + m * n;        // k x n
+    vt_next = vt + k * n;  // k x n
+    RT = vt_next + k * n;  // n x m
   }
   for (int e = threadIdx.x; e < m * k; e += blockDim.x) ut[(e % k) * m + e / k] = u[e];
   if (!sym)
@@ -225,16 +225,16 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
   for (int e = threadIdx.x; e < m * k; e += blockDim.x) u[e] = ut[(e % k) * m + e / k];
   if (!sym)
     for (int e = threadIdx.x; e < n * k; e += blockDim.x) v[e] = vt[(e % k) * n + e / k];
-  for (int64_t j = it + threadIdx.x; j < a.iters; j += blockDim.x) losses[j] = static_cast<T>(__longlong_as_double(0x7ff8000000000000LL));
+  for (int64_t j = it + threadIdx.x; j < a.iters; j += blockDim.x)
+    losses[j] = static_cast<T>(__longlong_as_double(0x7ff8000000000000LL));
   if (threadIdx.x == 0) a.n_iter[b] = it;
 }
 
 }  // namespace
 
 template <typename T>
-bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h,
-                       double tau, double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter,
-                       cudaStream_t stream) {
+bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h, double tau,
+                       double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter, cudaStream_t stream) {
   const bool sym = v == nullptr;
   const int64_t words = sym ? 2 * k * m + m * n : 2 * k * m + 2 * k * n + 2 * m * n;
   const int64_t bytes = words * static_cast<int64_t>(sizeof(T));
@@ -245,24 +245,35 @@ bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* 
   if (bytes + static_bytes > optin || batch > std::numeric_limits<int>::max()) return false;
   if (batch == 0) return true;
   if (bytes > 48 * 1024) {
-    const cudaError_t err =
-        cudaFuncSetAttribute(rpca_solve_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(bytes));
+    const cudaError_t err = cudaFuncSetAttribute(rpca_solve_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                 static_cast<int>(bytes));
     if (err != cudaSuccess) {
       cudaGetLastError();  // clear it: the caller falls back to the ATen loop
       return false;
     }
   }
-  SolverArgs<T> a{static_cast<int>(m), static_cast<int>(n), static_cast<int>(k), y, u, v, g, h,
-                  static_cast<T>(tau), static_cast<T>(alpha * tau), tol, iters, losses, n_iter};
+  SolverArgs<T> a{static_cast<int>(m),
+                  static_cast<int>(n),
+                  static_cast<int>(k),
+                  y,
+                  u,
+                  v,
+                  g,
+                  h,
+                  static_cast<T>(tau),
+                  static_cast<T>(alpha * tau),
+                  tol,
+                  iters,
+                  losses,
+                  n_iter};
   rpca_solve_kernel<T><<<static_cast<unsigned>(batch), kSolverThreads, static_cast<size_t>(bytes), stream>>>(a);
   check_launch("rpca_solve_kernel");
   return true;
 }
 
-template bool launch_rpca_solve<float>(int64_t, int64_t, int64_t, int64_t, const float*, float*, float*, float*,
-                                       float*, double, double, int64_t, double, float*, int64_t*, cudaStream_t);
-template bool launch_rpca_solve<double>(int64_t, int64_t, int64_t, int64_t, const double*, double*, double*,
-                                        double*, double*, double, double, int64_t, double, double*, int64_t*,
-                                        cudaStream_t);
+template bool launch_rpca_solve<float>(int64_t, int64_t, int64_t, int64_t, const float*, float*, float*, float*, float*,
+                                       double, double, int64_t, double, float*, int64_t*, cudaStream_t);
+template bool launch_rpca_solve<double>(int64_t, int64_t, int64_t, int64_t, const double*, double*, double*, double*,
+                                        double*, double, double, int64_t, double, double*, int64_t*, cudaStream_t);
 
 }  // namespace dopfast::cuda

@@ -18,7 +18,8 @@ SopDtype sop_dtype(at::ScalarType t) {
     case at::kDouble: return SopDtype::f64;
     case at::kHalf: return SopDtype::f16;
     case at::kBFloat16: return SopDtype::bf16;
-    default: TORCH_CHECK(false, "dopfast.sop_loss_step_: logits must be float16, bfloat16, float32 or float64, got ", t);
+    default:
+      TORCH_CHECK(false, "dopfast.sop_loss_step_: logits must be float16, bfloat16, float32 or float64, got ", t);
   }
 }
 
@@ -36,8 +37,8 @@ std::tuple<at::Tensor, at::Tensor> sop_loss_step_cuda(const at::Tensor& logits, 
   at::Tensor loss = at::empty({}, z.options().dtype(dt == SopDtype::f64 ? at::kDouble : at::kFloat));
   launch_sop_step(dt, u.scalar_type() == at::kDouble, z.const_data_ptr(), tc.const_data_ptr<int64_t>(),
                   ic.const_data_ptr<int64_t>(), uw.work.mutable_data_ptr(), u.size(1), vw.work.mutable_data_ptr(),
-                  grad.mutable_data_ptr(), sample_loss.mutable_data_ptr<double>(), loss.mutable_data_ptr(), B, K,
-                  lr_u, lr_v, paper, c10::cuda::getCurrentCUDAStream());
+                  grad.mutable_data_ptr(), sample_loss.mutable_data_ptr<double>(), loss.mutable_data_ptr(), B, K, lr_u,
+                  lr_v, paper, c10::cuda::getCurrentCUDAStream());
   uw.finish();
   vw.finish();
   return {loss, grad};

@@ -164,13 +164,14 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <typename LT>
-__global__ void __launch_bounds__(256) sop_finish_kernel(const double* __restrict__ sample_loss, int64_t B,
-                                                          LT* __restrict__ loss) {
+__global__ void __launch_bounds__(256)
+    sop_finish_kernel(const double* __restrict__ sample_loss, int64_t B, LT* __restrict__ loss) {
   __shared__ double scratch[32];
   double acc = 0;
   for (int64_t i = threadIdx.x; i < B; i += 256) acc += sample_loss[i];
   acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) *loss = static_cast<LT>(B > 0 ? acc / static_cast<double>(B) : __longlong_as_double(0x7ff8000000000000LL));
+  if (threadIdx.x == 0)
+    *loss = static_cast<LT>(B > 0 ? acc / static_cast<double>(B) : __longlong_as_double(0x7ff8000000000000LL));
 }
 
 template <typename LT, typename S>
@@ -197,13 +198,13 @@ void launch_sop_step(SopDtype logits_dtype, bool state_double, const void* logit
                      const int64_t* index, void* u, int64_t u_cols, void* v, void* grad, double* sample_loss,
                      void* loss, int64_t B, int64_t K, double lr_u, double lr_v, bool paper, cudaStream_t stream) {
   const bool loss_double = logits_dtype == SopDtype::f64;
-#define DOPFAST_SOP_CASE(LT)                                                                                     \
-  if (state_double)                                                                                              \
-    launch_typed<LT, double>(logits, targets, index, u, u_cols, v, grad, sample_loss, loss, loss_double, B, K,   \
-                             lr_u, lr_v, paper, stream);                                                         \
-  else                                                                                                           \
-    launch_typed<LT, float>(logits, targets, index, u, u_cols, v, grad, sample_loss, loss, loss_double, B, K,    \
-                            lr_u, lr_v, paper, stream);
+#define DOPFAST_SOP_CASE(LT)                                                                                         \
+  if (state_double)                                                                                                  \
+    launch_typed<LT, double>(logits, targets, index, u, u_cols, v, grad, sample_loss, loss, loss_double, B, K, lr_u, \
+                             lr_v, paper, stream);                                                                   \
+  else                                                                                                               \
+    launch_typed<LT, float>(logits, targets, index, u, u_cols, v, grad, sample_loss, loss, loss_double, B, K, lr_u,  \
+                            lr_v, paper, stream);
   switch (logits_dtype) {
     case SopDtype::f32: DOPFAST_SOP_CASE(float) break;
     case SopDtype::f64: DOPFAST_SOP_CASE(double) break;

@@ -21,7 +21,7 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
 
     def fit(self, X, y, sample_weight=None):
-        from ..sop_train import make_mlp
+        from .train import make_mlp, sgd_epochs
 
         torch.manual_seed(self.seed)
         self.classes_ = np.unique(y)
@@ -30,18 +30,13 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
         t = torch.as_tensor(np.array([lookup[c] for c in y], dtype=np.int64))
         w = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight, dtype=np.float32))
         self.model_ = make_mlp(x.shape[1], len(self.classes_), self.hidden)
-        opt = torch.optim.SGD(self.model_.parameters(), lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
-        gen = torch.Generator().manual_seed(self.seed)
-        n = len(x)
-        for _ in range(self.epochs):
-            order = torch.randperm(n, generator=gen)
-            for b in range(0, n, self.batch_size):
-                idx = order[b:b + self.batch_size]
-                opt.zero_grad(set_to_none=True)
-                losses = torch.nn.functional.cross_entropy(self.model_(x[idx]), t[idx], reduction="none")
-                loss = losses.mean() if w is None else (losses * w[idx]).sum() / w[idx].sum()
-                loss.backward()
-                opt.step()
+
+        def loss_fn(logits, targets, idx):
+            losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
+            return losses.mean() if w is None else (losses * w[idx]).sum() / w[idx].sum()
+
+        sgd_epochs(self.model_, x, t, loss_fn, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
+                   weight_decay=self.weight_decay, seed=self.seed)
         return self
 
     @torch.no_grad()

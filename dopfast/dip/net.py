@@ -13,6 +13,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .. import _validate
+
 
 def _conv(cin: int, cout: int, kernel: int, stride: int = 1) -> nn.Sequential:
     pad = (kernel - 1) // 2
@@ -34,7 +36,7 @@ def _center_crop(t: Tensor, h: int, w: int) -> Tensor:
 
 
 class _Level(nn.Module):
-    def __init__(self, cin: int, width: int, skip: int, inner: "_Level | None"):
+    def __init__(self, cin: int, width: int, skip: int, inner: _Level | None):
         super().__init__()
         self.skip = _block(cin, skip, 1) if skip else None
         self.down = nn.Sequential(_block(cin, width, 3, stride=2), _block(width, width, 3))
@@ -64,12 +66,9 @@ class SkipNet(nn.Module):
     def __init__(self, out_channels: int = 3, width: int = 128, skip: int = 4, levels: int = 5,
                  in_channels: int = 32):
         super().__init__()
-        for name, value in (("out_channels", out_channels), ("width", width), ("levels", levels),
-                            ("in_channels", in_channels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SkipNet: {name} must be a positive int, got {value!r}")
-        if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
-            raise ValueError(f"SkipNet: skip must be an int >= 0, got {skip!r}")
+        out_channels, width, levels, in_channels = (_validate.integer("SkipNet", name, value) for name, value in (
+            ("out_channels", out_channels), ("width", width), ("levels", levels), ("in_channels", in_channels)))
+        skip = _validate.integer("SkipNet", "skip", skip, minimum=0)
         self.levels, self.in_channels = levels, in_channels
         level = None
         for i in reversed(range(levels)):

@@ -64,7 +64,7 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, max_sweeps: int, tol: f
     w = clean.to(y.dtype)
     x = u @ v.mT
     sweeps = 0
-    for sweeps in range(1, max_sweeps + 1):
+    for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is returned
         u = _als_half(y, w, v)
         v = _als_half(y.mT, w.mT, u)
         x_new = u @ v.mT

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from . import _checks
+from .. import _validate
 
 VARIANTS = ("official", "paper")
 
@@ -57,17 +57,11 @@ class SOPLoss(nn.Module):
                  init_std: float = 1e-8, variant: str = "official", distributed: bool = False,
                  seed: int | None = None):
         super().__init__()
-        for name, value in (("num_samples", num_samples), ("num_classes", num_classes)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SOPLoss: {name} must be a positive int, got {value!r}")
-        if num_classes < 2:
-            raise ValueError(f"SOPLoss: num_classes must be >= 2, got {num_classes}")
-        if variant not in VARIANTS:
-            raise ValueError(f"SOPLoss: variant must be one of {VARIANTS}, got {variant!r}")
-        for name, value in (("lr_u", lr_u), ("lr_v", lr_v), ("init_std", init_std)):
-            _checks.finite(float(value), "SOPLoss", name)
-            if value < 0:
-                raise ValueError(f"SOPLoss: {name} must be >= 0, got {value}")
+        num_samples = _validate.integer("SOPLoss", "num_samples", num_samples)
+        num_classes = _validate.integer("SOPLoss", "num_classes", num_classes, minimum=2)
+        _validate.choice("SOPLoss", "variant", variant, VARIANTS)
+        lr_u, lr_v, init_std = (_validate.real("SOPLoss", name, value, inclusive=True)
+                                for name, value in (("lr_u", lr_u), ("lr_v", lr_v), ("init_std", init_std)))
         self.num_samples, self.num_classes = num_samples, num_classes
         self.lr_u, self.lr_v, self.variant, self.distributed = float(lr_u), float(lr_v), variant, distributed
         gen = None if seed is None else torch.Generator().manual_seed(seed)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from . import ops
+from .. import ops
 
 CAPTURES = ("none", "compile", "cuda-graph")
 

@@ -7,6 +7,7 @@
 #include <c10/util/Exception.h>
 
 #include <cmath>
+#include <utility>
 #include <string_view>
 
 namespace dopfast {
@@ -41,16 +42,43 @@ inline void check_finite_scalar(double v, std::string_view op, std::string_view 
   TORCH_CHECK(std::isfinite(v), "dopfast.", op, ": ", name, " must be a finite number, got ", v);
 }
 
+// Whether a and b can share an element. at::get_overlap_status answers "too hard" for strided views; then the
+// storages' address ranges decide (conservatively: interleaved views of one buffer count as sharing).
+inline bool may_share_memory(const at::Tensor& a, const at::Tensor& b) {
+  const auto status = at::get_overlap_status(a, b);
+  if (status == at::MemOverlapStatus::Full || status == at::MemOverlapStatus::Partial) return true;
+  if (status != at::MemOverlapStatus::TooHard || a.numel() == 0 || b.numel() == 0) return false;
+  if (!a.has_storage() || !b.has_storage() || !a.storage().is_alias_of(b.storage())) return false;
+  const auto range = [](const at::Tensor& t) {
+    int64_t lo = t.storage_offset(), hi = t.storage_offset();
+    for (int64_t d = 0; d < t.dim(); ++d) (t.stride(d) < 0 ? lo : hi) += t.stride(d) * (t.size(d) - 1);
+    return std::pair<int64_t, int64_t>{lo * t.element_size(), (hi + 1) * t.element_size()};
+  };
+  const auto [a0, a1] = range(a);
+  const auto [b0, b1] = range(b);
+  return a0 < b1 && b0 < a1;
+}
+
 inline void check_no_overlap(const at::Tensor& a, std::string_view a_name, const at::Tensor& b, std::string_view b_name,
                              std::string_view op) {
-  const auto status = at::get_overlap_status(a, b);
-  TORCH_CHECK(status != at::MemOverlapStatus::Full && status != at::MemOverlapStatus::Partial, "dopfast.", op, ": ",
-              a_name, " and ", b_name, " share memory; an argument updated in place must not alias another");
+  TORCH_CHECK(!may_share_memory(a, b), "dopfast.", op, ": ", a_name, " and ", b_name,
+              " share memory; an argument updated in place must not alias another");
 }
 
 inline void check_no_internal_overlap(const at::Tensor& t, std::string_view op, std::string_view name) {
   TORCH_CHECK(at::has_internal_overlap(t) != at::MemOverlap::Yes, "dopfast.", op, ": ", name,
               " has overlapping elements (e.g. an expanded view) and cannot be updated in place");
 }
+
+// A tensor updated in place through a contiguous working copy: `work` aliases `target` when it is already
+// contiguous, otherwise it is a copy that finish() writes back.
+struct InplaceContiguous {
+  at::Tensor& target;
+  at::Tensor work;
+  explicit InplaceContiguous(at::Tensor& t) : target(t), work(t.contiguous()) {}
+  void finish() {
+    if (!work.is_same(target)) target.copy_(work);
+  }
+};
 
 }  // namespace dopfast

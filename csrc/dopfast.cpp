@@ -1,6 +1,6 @@
 // Every dopfast op schema, in one place, and the Python module _C (build facts for dopfast.build_info()).
 // Kernels are registered per backend in cpu/ and cuda/; fake kernels and autograd live in dopfast/ops.py.
-#include "cpu/simd_api.h"
+#include "cpu/kernel_table.h"
 
 #include <pybind11/pybind11.h>
 #include <torch/library.h>

@@ -32,17 +32,6 @@ inline void check_residual_step_args(std::string_view op, const at::Tensor& x, c
   check_no_overlap(h, "h", y, "y", op);
 }
 
-// A tensor updated in place through a contiguous working copy: `work` aliases `target` when it is already
-// contiguous, otherwise it is a copy that finish() writes back.
-struct InplaceContiguous {
-  at::Tensor& target;
-  at::Tensor work;
-  explicit InplaceContiguous(at::Tensor& t) : target(t), work(t.contiguous()) {}
-  void finish() {
-    if (!work.is_same(target)) target.copy_(work);
-  }
-};
-
 inline void check_residual_backward_args(const at::Tensor& grad, const at::Tensor& g, const at::Tensor& h) {
   check_float_tensor(grad, "dop_residual_backward", "grad");
   check_like(grad, "grad", g, "dop_residual_backward", "g");

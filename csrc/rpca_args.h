@@ -12,7 +12,8 @@
 namespace dopfast {
 
 struct RpcaOutputs {
-  at::Tensor u, v, g, h, losses, n_iter;  // v undefined for the U U^T model
+  bool sym = true;  // U U^T (v undefined) or U V^T; never inferred from v's data pointer
+  at::Tensor u, v, g, h, losses, n_iter;
 };
 
 // Checks the arguments and returns working copies (contiguous, owned) that the solver updates in place.
@@ -54,6 +55,7 @@ inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const 
     return (batched ? t : t.unsqueeze(0)).clone(at::MemoryFormat::Contiguous);
   };
   RpcaOutputs out;
+  out.sym = sym;
   out.u = own(u0);
   if (!sym) out.v = own(*v0);
   out.g = own(g0);

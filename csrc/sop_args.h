@@ -3,6 +3,11 @@
 
 #include "checks.h"
 
+#include <ATen/ops/_to_copy.h>
+
+#include <algorithm>
+#include <vector>
+
 namespace dopfast {
 
 inline void check_sop_args(const at::Tensor& logits, const at::Tensor& targets, const at::Tensor& index,
@@ -37,6 +42,28 @@ inline void check_sop_args(const at::Tensor& logits, const at::Tensor& targets, 
   check_no_internal_overlap(u, op, "u");
   check_no_internal_overlap(v, op, "v");
   check_no_overlap(u, "u", v, "v", op);
+}
+
+// The index contract, checked on the host (CUDA tensors are copied: B int64 values each): targets in
+// [0, classes), index in [0, samples) and unique within the batch (two updates of one u, v row would race).
+inline void check_sop_indices(const at::Tensor& targets, const at::Tensor& index, int64_t classes, int64_t samples) {
+  const at::Tensor t = targets.to(at::kCPU).contiguous(), ix = index.to(at::kCPU).contiguous();
+  const int64_t* tp = t.const_data_ptr<int64_t>();
+  const int64_t* ip = ix.const_data_ptr<int64_t>();
+  const int64_t B = t.numel();
+  for (int64_t i = 0; i < B; ++i) {
+    TORCH_CHECK(tp[i] >= 0 && tp[i] < classes, "dopfast.sop_loss_step_: targets must be class indices in [0, ", classes,
+                "), got ", tp[i], " at position ", i);
+    TORCH_CHECK(ip[i] >= 0 && ip[i] < samples, "dopfast.sop_loss_step_: index must be sample indices in [0, ", samples,
+                "), got ", ip[i], " at position ", i);
+  }
+  std::vector<int64_t> sorted(ip, ip + B);
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  TORCH_CHECK(dup == sorted.end(),
+              "dopfast.sop_loss_step_: index must be unique within a batch (each sample's u, v "
+              "row is updated once), but ",
+              *dup, " appears more than once");
 }
 
 }  // namespace dopfast

@@ -1,5 +1,5 @@
 // CPU kernels of the residual family: residual_step_, residual_step_out_, dop_residual, dop_residual_backward.
-#include "cpu/simd_api.h"
+#include "cpu/kernel_table.h"
 #include "cpu/streaming_output.h"
 #include "residual_args.h"
 
@@ -9,6 +9,8 @@
 #include <ATen/ops/empty_like.h>
 #include <torch/library.h>
 
+#include <cmath>
+#include <limits>
 #include <vector>
 
 namespace dopfast::cpu {
@@ -51,7 +53,11 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
   });
   gw.finish();
   hw.finish();
-  return at::empty({}, x.options()).fill_(0.25 * total);
+  // 1/4 ||r||^2 in the tensors' precision: a float32 overflow is inf (as in the reference), never an error
+  // raised after g, h and r were written.
+  const double loss = 0.25 * total;
+  const bool overflow = x.scalar_type() == at::kFloat && std::abs(loss) > std::numeric_limits<float>::max();
+  return at::empty({}, x.options()).fill_(overflow ? std::numeric_limits<double>::infinity() : loss);
 }
 
 std::tuple<at::Tensor, at::Tensor> residual_step_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h,

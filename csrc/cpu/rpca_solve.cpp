@@ -1,8 +1,9 @@
 // CPU rpca_dop_solve / rpca_dop_solve_uv. Small problems run the whole loop in the raw in-cache kernel of
-// simd_rpca.h; larger ones do their two products with the BLAS (at::mm_out into reused buffers) and the rest
+// kernels/rpca.h; larger ones do their two products with the BLAS (at::mm_out into reused buffers) and the rest
 // of the step in the same fused raw passes. Either way, one thread per problem of a batch.
-#include "cpu/simd_api.h"
+#include "cpu/kernel_table.h"
 #include "rpca_args.h"
+#include "rpca_stopping.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -23,9 +24,8 @@ constexpr int64_t kSmallProblemEntries = 128 * 128;
 // One problem with BLAS products; same steps and stopping rule as rpca_solve_impl. u, v, g, h are the
 // problem's (contiguous) slices of the outputs.
 template <typename T>
-int64_t rpca_solve_blas(const KernelTable<T>& kern, const at::Tensor& y, at::Tensor u, at::Tensor v, at::Tensor g,
-                        at::Tensor h, double tau, double alpha, int64_t iters, double tol, T* losses) {
-  const bool sym = !v.defined();
+int64_t rpca_solve_blas(const KernelTable<T>& kern, bool sym, const at::Tensor& y, at::Tensor u, at::Tensor v,
+                        at::Tensor g, at::Tensor h, double tau, double alpha, int64_t iters, double tol, T* losses) {
   const int64_t m = y.size(0), n = y.size(1);
   at::Tensor x = at::empty({m, n}, y.options());
   at::Tensor gu = at::empty_like(u);
@@ -36,10 +36,11 @@ int64_t rpca_solve_blas(const KernelTable<T>& kern, const at::Tensor& y, at::Ten
   for (; it < iters; ++it) {
     at::mm_out(x, u, sym ? u.t() : v.t());
     double step_sq = 0, theta_sq = 0;
-    const double loss = 0.25 * kern.rpca_residual(x.data_ptr<T>(), y.const_data_ptr<T>(), g.data_ptr<T>(),
-                                                  h.data_ptr<T>(), m, n, ga, sym, step_sq, theta_sq);
+    const double sum_sq = kern.rpca_residual(x.data_ptr<T>(), y.const_data_ptr<T>(), g.data_ptr<T>(), h.data_ptr<T>(),
+                                             m, n, ga, sym, step_sq, theta_sq);
+    const double loss = 0.25 * sum_sq;
     losses[it] = static_cast<T>(loss);
-    if (!std::isfinite(loss)) return it + 1;
+    if (!rpca_loss_finite<T>(sum_sq)) return it + 1;  // g, h took this step; U, V do not
     if (sym) {
       at::mm_out(gu, x, u);  // (R + R^T)/2 U
     } else {
@@ -48,9 +49,7 @@ int64_t rpca_solve_blas(const KernelTable<T>& kern, const at::Tensor& y, at::Ten
       kern.factor_update(v.data_ptr<T>(), gv.const_data_ptr<T>(), v.numel(), t, step_sq, theta_sq);
     }
     kern.factor_update(u.data_ptr<T>(), gu.const_data_ptr<T>(), u.numel(), t, step_sq, theta_sq);
-    const bool done = it > 0 && tol > 0 &&
-                      std::abs(prev_loss - loss) <= tol * std::max(prev_loss, std::numeric_limits<double>::min()) &&
-                      std::sqrt(step_sq / std::max(theta_sq, std::numeric_limits<double>::min())) <= tol;
+    const bool done = it > 0 && tol > 0 && rpca_converged(prev_loss, loss, step_sq, theta_sq, tol);
     prev_loss = loss;
     if (done) return it + 1;
   }
@@ -71,7 +70,7 @@ RpcaOutputs rpca_solve_cpu_impl(std::string_view op, const at::Tensor& y, const 
     const auto& kern = kernels(scalar_t{});
     const scalar_t* yp = y3.const_data_ptr<scalar_t>();
     scalar_t* up = out.u.mutable_data_ptr<scalar_t>();
-    scalar_t* vp = out.v.defined() ? out.v.mutable_data_ptr<scalar_t>() : nullptr;
+    scalar_t* vp = out.sym ? nullptr : out.v.mutable_data_ptr<scalar_t>();
     scalar_t* gp = out.g.mutable_data_ptr<scalar_t>();
     scalar_t* hp = out.h.mutable_data_ptr<scalar_t>();
     scalar_t* lp = out.losses.mutable_data_ptr<scalar_t>();
@@ -80,17 +79,18 @@ RpcaOutputs rpca_solve_cpu_impl(std::string_view op, const at::Tensor& y, const 
     at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         if (!small) {
-          np_out[b] = rpca_solve_blas<scalar_t>(kern, y3[b], out.u[b], out.v.defined() ? out.v[b] : at::Tensor(),
+          np_out[b] = rpca_solve_blas<scalar_t>(kern, out.sym, y3[b], out.u[b], out.sym ? at::Tensor() : out.v[b],
                                                 out.g[b], out.h[b], tau, alpha, iters, tol, lp + b * iters);
           continue;
         }
         RpcaProblem<scalar_t> p;
+        p.sym = out.sym;
         p.m = m;
         p.n = n;
         p.k = k;
         p.y = yp + b * m * n;
         p.u = up + b * m * k;
-        p.v = vp ? vp + b * n * k : nullptr;
+        p.v = out.sym ? nullptr : vp + b * n * k;
         p.g = gp + b * m * n;
         p.h = hp + b * m * n;
         p.tau = tau;

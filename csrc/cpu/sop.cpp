@@ -1,8 +1,7 @@
 // CPU sop_loss_step_: checks (including the index contract), then the raw per-sample kernel, parallel over
 // samples for large batches.
-#include "cpu/simd_api.h"
+#include "cpu/kernel_table.h"
 #include "cpu/streaming_output.h"
-#include "residual_args.h"
 #include "sop_args.h"
 
 #include <ATen/Dispatch.h>
@@ -18,32 +17,12 @@
 namespace dopfast::cpu {
 namespace {
 
-void check_indices_cpu(const at::Tensor& targets, const at::Tensor& index, int64_t classes, int64_t samples) {
-  const at::Tensor t = targets.contiguous(), ix = index.contiguous();
-  const int64_t* tp = t.const_data_ptr<int64_t>();
-  const int64_t* ip = ix.const_data_ptr<int64_t>();
-  const int64_t B = t.numel();
-  for (int64_t i = 0; i < B; ++i) {
-    TORCH_CHECK(tp[i] >= 0 && tp[i] < classes, "dopfast.sop_loss_step_: targets must be class indices in [0, ", classes,
-                "), got ", tp[i], " at position ", i);
-    TORCH_CHECK(ip[i] >= 0 && ip[i] < samples, "dopfast.sop_loss_step_: index must be sample indices in [0, ", samples,
-                "), got ", ip[i], " at position ", i);
-  }
-  std::vector<int64_t> sorted(ip, ip + B);
-  std::sort(sorted.begin(), sorted.end());
-  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  TORCH_CHECK(dup == sorted.end(),
-              "dopfast.sop_loss_step_: index must be unique within a batch (each sample's u, v "
-              "row is updated once), but ",
-              *dup, " appears more than once");
-}
-
 std::tuple<at::Tensor, at::Tensor> sop_loss_step_cpu(const at::Tensor& logits, const at::Tensor& targets,
                                                      const at::Tensor& index, at::Tensor& u, at::Tensor& v, double lr_u,
                                                      double lr_v, bool paper) {
   check_sop_args(logits, targets, index, u, v, lr_u, lr_v, paper);
   const int64_t B = logits.size(0), K = logits.size(1);
-  check_indices_cpu(targets, index, K, v.size(0));
+  check_sop_indices(targets, index, K, v.size(0));
   // Reduced-precision logits are computed in float32 (u, v always stay in their own precision).
   const bool low = logits.scalar_type() != at::kFloat && logits.scalar_type() != at::kDouble;
   const at::Tensor z = (low ? logits.to(at::kFloat) : logits).contiguous();

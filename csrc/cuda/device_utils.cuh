@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
@@ -16,11 +17,22 @@ inline void check_launch(const char* what) {
     throw std::runtime_error(std::string("dopfast: CUDA launch of ") + what + " failed: " + cudaGetErrorString(err));
 }
 
+// Streaming multiprocessors of the current device, queried once per device.
 inline int device_sm_count() {
-  int dev = 0, sms = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
-  return sms > 0 ? sms : 1;
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  static int sms[kMaxDevices];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
+    cudaGetLastError();
+    return 1;
+  }
+  std::call_once(once[dev], [dev] {
+    int count = 0;
+    if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) cudaGetLastError();
+    sms[dev] = count > 0 ? count : 1;
+  });
+  return sms[dev];
 }
 
 // V elements loaded/stored as one aligned vector access (16 bytes for float4 / double2).

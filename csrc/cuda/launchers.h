@@ -8,13 +8,14 @@
 
 namespace dopfast::cuda {
 
-// Grid size used by launch_residual_step; the caller allocates that many doubles for `partial`.
-int residual_step_grid(int64_t n);
+// The largest grid launch_residual_step uses on the current device; the caller allocates that many doubles
+// for `partial`.
+int residual_step_max_grid();
 
 // r = x + g*g - h*h - y; g -= step*r*g; h += step*r*h; *loss = 1/4 sum r^2 (two-pass, deterministic).
 template <typename T>
-void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step, double* partial, int grid,
-                          T* loss, cudaStream_t stream);
+void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step, double* partial, T* loss,
+                          cudaStream_t stream);
 
 template <typename T>
 void launch_dop_residual(const T* x, const T* g, const T* h, const T* y, T* r, int64_t n, cudaStream_t stream);
@@ -23,11 +24,12 @@ template <typename T>
 void launch_dop_residual_backward(const T* grad, const T* g, const T* h, T* grad_g, T* grad_h, int64_t n,
                                   cudaStream_t stream);
 
-// Whole-loop DOP solver, one thread block per problem of the batch (see rpca_solve_kernels.cu).
-// Returns false (and launches nothing) when one problem does not fit in a block's shared memory.
+// Whole-loop DOP solver, one thread block per problem of the batch (see rpca_solve_kernels.cu); sym selects
+// U U^T (v unused) or U V^T. Returns false (and launches nothing) when a problem does not fit in shared memory.
 template <typename T>
-bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h, double tau,
-                       double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter, cudaStream_t stream);
+bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h,
+                       double tau, double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter,
+                       cudaStream_t stream);
 
 enum class SopDtype { f32, f64, f16, bf16 };
 

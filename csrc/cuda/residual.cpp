@@ -16,15 +16,14 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
   const at::Tensor xc = x.contiguous(), yc = y.contiguous();
   InplaceContiguous gw(g), hw(h);
   const int64_t n = x.numel();
-  const int grid = residual_step_grid(n);
-  at::Tensor partial = at::empty({grid}, x.options().dtype(at::kDouble));
+  at::Tensor partial = at::empty({residual_step_max_grid()}, x.options().dtype(at::kDouble));
   at::Tensor loss = at::empty({}, x.options());
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dopfast_residual_step_cuda", [&] {
     launch_residual_step<scalar_t>(xc.const_data_ptr<scalar_t>(), gw.work.mutable_data_ptr<scalar_t>(),
                                    hw.work.mutable_data_ptr<scalar_t>(), yc.const_data_ptr<scalar_t>(),
                                    r_contig.mutable_data_ptr<scalar_t>(), n, static_cast<scalar_t>(step),
-                                   partial.mutable_data_ptr<double>(), grid, loss.mutable_data_ptr<scalar_t>(), stream);
+                                   partial.mutable_data_ptr<double>(), loss.mutable_data_ptr<scalar_t>(), stream);
   });
   gw.finish();
   hw.finish();

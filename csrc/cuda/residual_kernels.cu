@@ -5,6 +5,9 @@
 
 #include <algorithm>
 #include <limits>
+#include <mutex>
+#include <type_traits>
+#include <unordered_map>
 
 namespace dopfast::cuda {
 namespace {
@@ -107,58 +110,90 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-int elementwise_grid(int64_t n, int vec) {
-  // Enough resident blocks to saturate memory bandwidth; a grid-stride loop covers the rest.
+// Resident blocks per SM for `kernel` at kThreads threads, from the occupancy API, cached per kernel (the
+// device's properties are cached in device_sm_count).
+template <typename Kernel>
+int blocks_per_sm(Kernel kernel) {
+  static std::mutex lock;
+  static std::unordered_map<const void*, int> cache;
+  const std::lock_guard<std::mutex> guard(lock);
+  const auto key = reinterpret_cast<const void*>(kernel);
+  const auto found = cache.find(key);
+  if (found != cache.end()) return found->second;
+  int b = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, kernel, kThreads, 0) != cudaSuccess) {
+    cudaGetLastError();
+    b = 4;
+  }
+  return cache[key] = b > 0 ? b : 1;
+}
+
+// Enough resident blocks to saturate memory bandwidth, never more than the work needs; a grid-stride loop
+// covers the rest.
+template <typename Kernel>
+int elementwise_grid(Kernel kernel, int64_t n, int vec) {
   const int64_t needed = (n / vec + kThreads - 1) / kThreads;
-  const int64_t cap = static_cast<int64_t>(device_sm_count()) * 8;
+  const int64_t cap = static_cast<int64_t>(device_sm_count()) * blocks_per_sm(kernel);
   return static_cast<int>(std::max<int64_t>(1, std::min(needed, cap)));
 }
 
-// 64-bit indices only when i + stride could overflow int32.
-bool needs_int64(int64_t n, int grid) {
-  return n + static_cast<int64_t>(grid) * kThreads >= std::numeric_limits<int32_t>::max();
+// The one launch ladder of the elementwise kernels: 16-byte vector accesses when every pointer is aligned, and
+// 64-bit indices only when i + stride could overflow int32. `launch(V, Index{})` launches the instantiation;
+// `kernel_of(V, Index{})` names it (for the occupancy query).
+template <typename T, typename KernelOf, typename Launch>
+void launch_elementwise(int64_t n, bool aligned, KernelOf&& kernel_of, Launch&& launch) {
+  constexpr int V = pack_width<T>();
+  const auto go = [&](auto vec, auto index) {
+    const int grid = elementwise_grid(kernel_of(vec, index), n, decltype(vec)::value);
+    const bool wide = n + static_cast<int64_t>(grid) * kThreads >= std::numeric_limits<int32_t>::max();
+    if (wide && sizeof(index) == 4) return false;  // retry with 64-bit indices
+    launch(vec, index, grid);
+    return true;
+  };
+  using Vec = std::integral_constant<int, V>;
+  using Scalar = std::integral_constant<int, 1>;
+  if (aligned) {
+    if (!go(Vec{}, int32_t{})) go(Vec{}, int64_t{});
+  } else {
+    if (!go(Scalar{}, int32_t{})) go(Scalar{}, int64_t{});
+  }
 }
 
 }  // namespace
 
-int residual_step_grid(int64_t n) { return elementwise_grid(n, 1); }
+int residual_step_max_grid() { return device_sm_count() * (2048 / kThreads); }
 
 template <typename T>
-void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step, double* partial, int grid,
-                          T* loss, cudaStream_t stream) {
-  constexpr int V = pack_width<T>();
-  const bool vec = aligned16(x) && aligned16(g) && aligned16(h) && aligned16(y) && aligned16(r);
+void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step, double* partial, T* loss,
+                          cudaStream_t stream) {
+  int grid = 0;
   if (n > 0) {
-    if (vec && !needs_int64(n, grid))
-      residual_step_kernel<T, V, int32_t>
-          <<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n), step, partial);
-    else if (vec)
-      residual_step_kernel<T, V, int64_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, n, step, partial);
-    else if (!needs_int64(n, grid))
-      residual_step_kernel<T, 1, int32_t>
-          <<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n), step, partial);
-    else
-      residual_step_kernel<T, 1, int64_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, n, step, partial);
+    const bool aligned = aligned16(x) && aligned16(g) && aligned16(h) && aligned16(y) && aligned16(r);
+    launch_elementwise<T>(
+        n, aligned, [](auto vec, auto index) { return residual_step_kernel<T, decltype(vec)::value, decltype(index)>; },
+        [&](auto vec, auto index, int blocks) {
+          using Index = decltype(index);
+          grid = std::min(blocks, residual_step_max_grid());
+          residual_step_kernel<T, decltype(vec)::value, Index>
+              <<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<Index>(n), step, partial);
+        });
     check_launch("residual_step_kernel");
   }
-  finish_loss_kernel<T><<<1, kThreads, 0, stream>>>(partial, n > 0 ? grid : 0, loss);
+  finish_loss_kernel<T><<<1, kThreads, 0, stream>>>(partial, grid, loss);
   check_launch("finish_loss_kernel");
 }
 
 template <typename T>
 void launch_dop_residual(const T* x, const T* g, const T* h, const T* y, T* r, int64_t n, cudaStream_t stream) {
   if (n == 0) return;
-  constexpr int V = pack_width<T>();
-  const bool vec = aligned16(x) && aligned16(g) && aligned16(h) && aligned16(y) && aligned16(r);
-  const int grid = elementwise_grid(n, vec ? V : 1);
-  if (vec && !needs_int64(n, grid))
-    dop_residual_kernel<T, V, int32_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n));
-  else if (vec)
-    dop_residual_kernel<T, V, int64_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, n);
-  else if (!needs_int64(n, grid))
-    dop_residual_kernel<T, 1, int32_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<int32_t>(n));
-  else
-    dop_residual_kernel<T, 1, int64_t><<<grid, kThreads, 0, stream>>>(x, g, h, y, r, n);
+  const bool aligned = aligned16(x) && aligned16(g) && aligned16(h) && aligned16(y) && aligned16(r);
+  launch_elementwise<T>(
+      n, aligned, [](auto vec, auto index) { return dop_residual_kernel<T, decltype(vec)::value, decltype(index)>; },
+      [&](auto vec, auto index, int grid) {
+        using Index = decltype(index);
+        dop_residual_kernel<T, decltype(vec)::value, Index>
+            <<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<Index>(n));
+      });
   check_launch("dop_residual_kernel");
 }
 
@@ -166,25 +201,21 @@ template <typename T>
 void launch_dop_residual_backward(const T* grad, const T* g, const T* h, T* grad_g, T* grad_h, int64_t n,
                                   cudaStream_t stream) {
   if (n == 0) return;
-  constexpr int V = pack_width<T>();
-  const bool vec = aligned16(grad) && aligned16(g) && aligned16(h) && aligned16(grad_g) && aligned16(grad_h);
-  const int grid = elementwise_grid(n, vec ? V : 1);
-  if (vec && !needs_int64(n, grid))
-    dop_residual_backward_kernel<T, V, int32_t>
-        <<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, static_cast<int32_t>(n));
-  else if (vec)
-    dop_residual_backward_kernel<T, V, int64_t><<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, n);
-  else if (!needs_int64(n, grid))
-    dop_residual_backward_kernel<T, 1, int32_t>
-        <<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, static_cast<int32_t>(n));
-  else
-    dop_residual_backward_kernel<T, 1, int64_t><<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, n);
+  const bool aligned = aligned16(grad) && aligned16(g) && aligned16(h) && aligned16(grad_g) && aligned16(grad_h);
+  launch_elementwise<T>(
+      n, aligned,
+      [](auto vec, auto index) { return dop_residual_backward_kernel<T, decltype(vec)::value, decltype(index)>; },
+      [&](auto vec, auto index, int grid) {
+        using Index = decltype(index);
+        dop_residual_backward_kernel<T, decltype(vec)::value, Index>
+            <<<grid, kThreads, 0, stream>>>(grad, g, h, grad_g, grad_h, static_cast<Index>(n));
+      });
   check_launch("dop_residual_backward_kernel");
 }
 
-#define DOPFAST_INSTANTIATE(T)                                                                                       \
-  template void launch_residual_step<T>(const T*, T*, T*, const T*, T*, int64_t, T, double*, int, T*, cudaStream_t); \
-  template void launch_dop_residual<T>(const T*, const T*, const T*, const T*, T*, int64_t, cudaStream_t);           \
+#define DOPFAST_INSTANTIATE(T)                                                                                  \
+  template void launch_residual_step<T>(const T*, T*, T*, const T*, T*, int64_t, T, double*, T*, cudaStream_t); \
+  template void launch_dop_residual<T>(const T*, const T*, const T*, const T*, T*, int64_t, cudaStream_t);      \
   template void launch_dop_residual_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, cudaStream_t);
 DOPFAST_INSTANTIATE(float)
 DOPFAST_INSTANTIATE(double)

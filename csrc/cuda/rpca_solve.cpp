@@ -1,7 +1,7 @@
 // CUDA rpca_dop_solve / rpca_dop_solve_uv: the one-block-per-problem kernel when a problem fits in shared
 // memory, otherwise the ATen loop (cuBLAS products, batched, converged problems masked out).
 #include "cuda/launchers.h"
-#include "rpca_aten_loop.h"
+#include "cuda/rpca_aten_loop.h"
 
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -24,8 +24,8 @@ RpcaOutputs rpca_solve_cuda_impl(std::string_view op, const at::Tensor& y, const
   if (m * n > 0) {
     AT_DISPATCH_FLOATING_TYPES(y.scalar_type(), "dopfast_rpca_dop_solve_cuda", [&] {
       launched = launch_rpca_solve<scalar_t>(
-          B, m, n, k, y3.const_data_ptr<scalar_t>(), out.u.mutable_data_ptr<scalar_t>(),
-          out.v.defined() ? out.v.mutable_data_ptr<scalar_t>() : nullptr, out.g.mutable_data_ptr<scalar_t>(),
+          out.sym, B, m, n, k, y3.const_data_ptr<scalar_t>(), out.u.mutable_data_ptr<scalar_t>(),
+          out.sym ? nullptr : out.v.mutable_data_ptr<scalar_t>(), out.g.mutable_data_ptr<scalar_t>(),
           out.h.mutable_data_ptr<scalar_t>(), tau, alpha, iters, tol, out.losses.mutable_data_ptr<scalar_t>(),
           out.n_iter.mutable_data_ptr<int64_t>(), c10::cuda::getCurrentCUDAStream());
     });

@@ -1,10 +1,14 @@
 // Whole-loop DOP solver on the GPU: one thread block runs every step of one problem, with the factors and
 // the residual in shared memory, so a step costs a few block barriers instead of a dozen kernel launches.
-// The maths is that of csrc/cpu/simd_rpca.h (same transposed state, same stopping rule):
+// The maths is that of csrc/cpu/kernels/rpca.h (same transposed state, same stopping rule):
 //   X = Ut^T Ut (or Ut^T Vt);  R = X + g*g - h*h - y, g -= a*tau*R*g, h += a*tau*R*h   (fused epilogue)
 //   U U^T: Ut' = Ut - tau Ut Rs, Rs = (R + R^T)/2;   U V^T: Ut' = Ut - tau Vt R^T, Vt' = Vt - tau Ut R.
 #include "cuda/device_utils.cuh"
 #include "cuda/launchers.h"
+#include "rpca_stopping.h"
+
+#include <algorithm>
+#include <mutex>
 
 #include <limits>
 
@@ -16,6 +20,7 @@ constexpr int kTM = 4, kTN = 4;  // register tile of each thread in the block pr
 
 template <typename T>
 struct SolverArgs {
+  bool sym;  // U U^T (m == n) or U V^T: explicit, never read from v's pointer (an empty v has none)
   int m, n, k;
   const T* y;
   T *u, *v, *g, *h;
@@ -141,7 +146,7 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
   __shared__ double scratch[3][32];
   __shared__ int stop;
   const int m = a.m, n = a.n, k = a.k;
-  const bool sym = a.v == nullptr;
+  const bool sym = a.sym;
   const int64_t b = blockIdx.x;
   const T* y = a.y + b * m * n;
   T* g = a.g + b * m * n;
@@ -198,19 +203,21 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
     }
     const StepSums total = block_sums(sums, scratch);
     if (threadIdx.x == 0) {
+      // stop: 0 go on, 1 converged (keep this step), 2 non-finite loss (g, h took the step, U, V do not).
       const double loss = 0.25 * total.loss;
       losses[it] = static_cast<T>(loss);
-      bool done = !isfinite(loss);
-      if (!done && it > 0 && a.tol > 0) {
-        const double tiny = 2.2250738585072014e-308;
-        const double change = fabs(prev_loss - loss) / fmax(prev_loss, tiny);
-        const double step = sqrt(total.step_sq / fmax(total.theta_sq, tiny));
-        done = change <= a.tol && step <= a.tol;
-      }
+      int code = 0;
+      if (!rpca_loss_finite<T>(total.loss))
+        code = 2;
+      else if (it > 0 && a.tol > 0 && rpca_converged(prev_loss, loss, total.step_sq, total.theta_sq, a.tol))
+        code = 1;
       prev_loss = loss;
-      stop = done ? 1 : 0;
+      stop = code;
     }
     __syncthreads();
+    const int code = stop;
+    ++it;
+    if (code == 2) break;  // the new factors in ut_next / vt_next are discarded
     T* t = ut;
     ut = ut_next;
     ut_next = t;
@@ -219,8 +226,7 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
       vt = vt_next;
       vt_next = t;
     }
-    ++it;
-    if (stop) break;
+    if (code == 1) break;
   }
   for (int e = threadIdx.x; e < m * k; e += blockDim.x) u[e] = ut[(e % k) * m + e / k];
   if (!sym)
@@ -230,29 +236,52 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
   if (threadIdx.x == 0) a.n_iter[b] = it;
 }
 
+// The dynamic shared memory one block may use on the current device: the opt-in maximum less the kernel's
+// static shared memory. The kernel's limit is raised to that once per device (not per call: setting the
+// attribute from several host threads at once would race).
+template <typename T>
+int64_t solver_dynamic_smem_limit() {
+  constexpr int kMaxDevices = 64;
+  static std::once_flag once[kMaxDevices];
+  static int64_t limit[kMaxDevices];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
+    cudaGetLastError();
+    return 0;
+  }
+  std::call_once(once[dev], [dev] {
+    int optin = 0;
+    cudaFuncAttributes attr{};
+    if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        cudaFuncGetAttributes(&attr, rpca_solve_kernel<T>) != cudaSuccess) {
+      cudaGetLastError();
+      limit[dev] = 0;
+      return;
+    }
+    const int64_t room = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes);
+    const bool raised =
+        room > 0 && cudaFuncSetAttribute(rpca_solve_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(room)) == cudaSuccess;
+    if (!raised) cudaGetLastError();
+    // Without the raise, the default 48 KiB window (less the static part) is what a launch may use.
+    limit[dev] = raised ? room : std::max<int64_t>(0, 48 * 1024 - static_cast<int64_t>(attr.sharedSizeBytes));
+  });
+  return limit[dev];
+}
+
 }  // namespace
 
 template <typename T>
-bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h, double tau,
-                       double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter, cudaStream_t stream) {
-  const bool sym = v == nullptr;
+bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h,
+                       double tau, double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter,
+                       cudaStream_t stream) {
+  if (sym && m != n) return false;
   const int64_t words = sym ? 2 * k * m + m * n : 2 * k * m + 2 * k * n + 2 * m * n;
   const int64_t bytes = words * static_cast<int64_t>(sizeof(T));
-  int dev = 0, optin = 0;
-  cudaGetDevice(&dev);
-  cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-  const int64_t static_bytes = 3 * 32 * sizeof(double) + 64;
-  if (bytes + static_bytes > optin || batch > std::numeric_limits<int>::max()) return false;
+  if (bytes > solver_dynamic_smem_limit<T>() || batch > std::numeric_limits<int>::max()) return false;
   if (batch == 0) return true;
-  if (bytes > 48 * 1024) {
-    const cudaError_t err = cudaFuncSetAttribute(rpca_solve_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                 static_cast<int>(bytes));
-    if (err != cudaSuccess) {
-      cudaGetLastError();  // clear it: the caller falls back to the ATen loop
-      return false;
-    }
-  }
-  SolverArgs<T> a{static_cast<int>(m),
+  SolverArgs<T> a{sym,
+                  static_cast<int>(m),
                   static_cast<int>(n),
                   static_cast<int>(k),
                   y,
@@ -271,9 +300,10 @@ bool launch_rpca_solve(int64_t batch, int64_t m, int64_t n, int64_t k, const T* 
   return true;
 }
 
-template bool launch_rpca_solve<float>(int64_t, int64_t, int64_t, int64_t, const float*, float*, float*, float*, float*,
-                                       double, double, int64_t, double, float*, int64_t*, cudaStream_t);
-template bool launch_rpca_solve<double>(int64_t, int64_t, int64_t, int64_t, const double*, double*, double*, double*,
-                                        double*, double, double, int64_t, double, double*, int64_t*, cudaStream_t);
+template bool launch_rpca_solve<float>(bool, int64_t, int64_t, int64_t, int64_t, const float*, float*, float*, float*,
+                                       float*, double, double, int64_t, double, float*, int64_t*, cudaStream_t);
+template bool launch_rpca_solve<double>(bool, int64_t, int64_t, int64_t, int64_t, const double*, double*, double*,
+                                        double*, double*, double, double, int64_t, double, double*, int64_t*,
+                                        cudaStream_t);
 
 }  // namespace dopfast::cuda

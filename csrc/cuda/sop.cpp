@@ -1,7 +1,5 @@
-// CUDA wrapper of sop_loss_step_. The range and uniqueness of targets/index are not checked here (that would
-// synchronise); dopfast.sop.SOPLoss checks them asynchronously on the device.
+// CUDA wrapper of sop_loss_step_: the same checks as the CPU (index contract included), then the launch.
 #include "cuda/launchers.h"
-#include "residual_args.h"
 #include "sop_args.h"
 
 #include <ATen/ops/empty.h>
@@ -27,6 +25,9 @@ std::tuple<at::Tensor, at::Tensor> sop_loss_step_cuda(const at::Tensor& logits, 
                                                       const at::Tensor& index, at::Tensor& u, at::Tensor& v,
                                                       double lr_u, double lr_v, bool paper) {
   check_sop_args(logits, targets, index, u, v, lr_u, lr_v, paper);
+  // The range and uniqueness checks need the indices on the host: one small copy (and synchronisation) per
+  // call, which an out-of-range index faulting the CUDA context or two warps racing on one row would cost more.
+  check_sop_indices(targets, index, logits.size(1), v.size(0));
   const SopDtype dt = sop_dtype(logits.scalar_type());
   const c10::cuda::CUDAGuard guard(logits.device());
   const int64_t B = logits.size(0), K = logits.size(1);

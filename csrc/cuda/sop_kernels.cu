@@ -1,5 +1,5 @@
 // CUDA SOP loss step: one warp per sample (lanes stride over the classes), the same maths as
-// csrc/cpu/simd_sop.h; per-sample losses are summed by a second one-block kernel in a fixed order.
+// csrc/cpu/kernels/sop.h; per-sample losses are summed by a second one-block kernel in a fixed order.
 #include "cuda/device_utils.cuh"
 #include "cuda/launchers.h"
 
@@ -46,6 +46,16 @@ __device__ __forceinline__ double dexp(double x) { return exp(x); }
 __device__ __forceinline__ float dlog(float x) { return logf(x); }
 __device__ __forceinline__ double dlog(double x) { return log(x); }
 
+// Clamps that let NaN through (as torch.clamp and the CPU kernel's scalar code do; fmin/fmax would drop it).
+template <typename A>
+__device__ __forceinline__ A at_least(A x, A lo) {
+  return x < lo ? lo : x;
+}
+template <typename A>
+__device__ __forceinline__ A at_most(A x, A hi) {
+  return x > hi ? hi : x;
+}
+
 template <typename A>
 __device__ __forceinline__ A warp_sum(A v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
@@ -71,7 +81,7 @@ __global__ void __launch_bounds__(kThreads)
 
   // max and first argmax
   A zmax = -INFINITY;
-  int64_t amax = K;
+  int64_t amax = 0;  // all -inf or NaN logits: class 0, as torch.argmax and the CPU kernel
   for (int64_t k = lane; k < K; k += 32) {
     const A x = to_acc(z[k]);
     if (x > zmax) {
@@ -92,26 +102,26 @@ __global__ void __launch_bounds__(kThreads)
   const A inv_esum = A(1) / warp_sum(esum);
 
   const A uc = static_cast<A>(paper ? urow[c] : urow[0]);
-  const A a_c = paper ? uc * uc : fmin(uc * uc, A(1));
+  const A a_c = paper ? uc * uc : at_most(uc * uc, A(1));
   auto b_of = [&](int64_t k) -> A {
     if (k == c) return A(0);
     const A vk = static_cast<A>(vrow[k]);
-    return paper ? vk * vk : fmin(vk * vk, A(1));
+    return paper ? vk * vk : at_most(vk * vk, A(1));
   };
   A s_part = 0;
   for (int64_t k = lane; k < K; k += 32) {
     const A w = dexp(to_acc(z[k]) - zmax) * inv_esum + (k == c ? a_c : A(0)) - b_of(k);
-    s_part += w >= eps ? w : eps;
+    s_part += at_least(w, eps);
   }
   const A s_sum = warp_sum(s_part);
   const A w_c = dexp(to_acc(z[c]) - zmax) * inv_esum + a_c;
-  const A q_c = w_c >= eps ? w_c : eps;
+  const A q_c = at_least(w_c, eps);
   const A ratio = q_c / s_sum;
   A ce, kappa = 1;
   if (paper) {
     ce = -dlog(ratio);
   } else {
-    ce = -dlog(fmin(fmax(ratio, eps), A(1)));
+    ce = -dlog(at_most(at_least(ratio, eps), A(1)));
     kappa = (ratio >= eps && ratio <= A(1)) ? A(1) : A(0);
   }
   const A inv_s = A(1) / s_sum;
@@ -143,7 +153,7 @@ __global__ void __launch_bounds__(kThreads)
   if (lane == 0) {
     if (paper) {
       const A du = g_c * 2 * uc * inv_b;
-      urow[c] = static_cast<S>(fmin(fmax(uc - static_cast<A>(lr_u) * du, A(-1)), A(1)));
+      urow[c] = static_cast<S>(at_most(at_least(uc - static_cast<A>(lr_u) * du, A(-1)), A(1)));
     } else {
       const A du = uc * uc <= A(1) ? (g_c + 2 * (h_c + a_c - 1)) * 2 * uc * inv_b : A(0);
       urow[0] = static_cast<S>(uc - static_cast<A>(lr_u) * du);
@@ -153,9 +163,9 @@ __global__ void __launch_bounds__(kThreads)
     const A vk = static_cast<A>(vrow[k]);
     const A hk = k == amax ? A(1) : A(0);
     if (paper) {  // Algorithm 1 projects whole rows on [-1, 1]
-      if (k != c) urow[k] = static_cast<S>(fmin(fmax(static_cast<A>(urow[k]), A(-1)), A(1)));
+      if (k != c) urow[k] = static_cast<S>(at_most(at_least(static_cast<A>(urow[k]), A(-1)), A(1)));
       const A dv = k == c ? A(0) : 4 * vk * (vk * vk - hk) * inv_b;
-      vrow[k] = static_cast<S>(fmin(fmax(vk - static_cast<A>(lr_v) * dv, A(-1)), A(1)));
+      vrow[k] = static_cast<S>(at_most(at_least(vk - static_cast<A>(lr_v) * dv, A(-1)), A(1)));
     } else if (k != c) {
       const A dv = vk * vk <= A(1) ? 4 * vk * (vk * vk - hk) * inv_b : A(0);
       vrow[k] = static_cast<S>(vk - static_cast<A>(lr_v) * dv);

@@ -1,5 +1,5 @@
 // The whole DOP gradient-descent loop for one robust-PCA problem, on raw pointers (see RpcaProblem).
-// Included inside namespace dopfast::cpu::<isa> after simd_gemm.h.
+// Included inside namespace dopfast::cpu::<isa> after kernels/gemm.h.
 //
 // State is kept transposed and padded: Ut = U^T (k x mp), Vt = V^T (k x np), with mp, np multiples of the
 // vector width and zero padding, so both products of a step are "broadcast A, stream rows of B":
@@ -161,17 +161,10 @@ struct StoreEpilogue {
   }
 };
 
-inline bool rpca_converged(double prev_loss, double loss, double step_sq, double theta_sq, double tol) {
-  if (!(tol > 0)) return false;
-  const double loss_change = std::abs(prev_loss - loss) / std::max(prev_loss, std::numeric_limits<double>::min());
-  const double step = std::sqrt(step_sq / std::max(theta_sq, std::numeric_limits<double>::min()));
-  return loss_change <= tol && step <= tol;
-}
-
 template <typename T>
 int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
   constexpr int W = Vec<T>::width;
-  const bool sym = P.v == nullptr;
+  const bool sym = P.sym;
   const int64_t m = P.m, n = P.n, k = P.k;
   const int64_t mp = round_up(m, W), np = round_up(n, W);
   const T tau = static_cast<T>(P.tau), ga = static_cast<T>(P.alpha * P.tau);
@@ -206,9 +199,10 @@ int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
     }
 
     double dgh_sq = 0, theta_sq = 0;
-    const double loss = 0.25 * rpca_residual_rows<T>(xr.data, np, P.y, P.g, P.h, m, n, ga, dgh_sq, theta_sq);
+    const double sum_sq = rpca_residual_rows<T>(xr.data, np, P.y, P.g, P.h, m, n, ga, dgh_sq, theta_sq);
+    const double loss = 0.25 * sum_sq;
     if (P.losses) P.losses[it] = static_cast<T>(loss);
-    if (!std::isfinite(loss)) {
+    if (!dopfast::rpca_loss_finite<T>(sum_sq)) {  // g, h took this step; U, V do not
       ++it;
       break;
     }
@@ -234,7 +228,7 @@ int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
       std::swap(vt, vt_next);
     }
     std::swap(ut, ut_next);
-    const bool done = it > 0 && rpca_converged(prev_loss, loss, step_sq, theta_sq, P.tol);
+    const bool done = it > 0 && P.tol > 0 && dopfast::rpca_converged(prev_loss, loss, step_sq, theta_sq, P.tol);
     prev_loss = loss;
     if (done) {
       ++it;

@@ -2,4 +2,4 @@
 #define DOPFAST_SIMD_NS isa_avx2
 #define DOPFAST_SIMD_NAME "avx2"
 #define DOPFAST_SIMD_ACCESSOR kernels_avx2
-#include "cpu/simd_kernels.inc"
+#include "cpu/kernels/all.inc"

@@ -1,5 +1,5 @@
 // Picks the raw-kernel table for this CPU once. DOPFAST_SIMD=default forces the baseline build (for tests).
-#include "cpu/simd_api.h"
+#include "cpu/kernel_table.h"
 
 #include <cstdlib>
 #include <cstring>

@@ -1,5 +1,5 @@
 // A register-blocked small-matrix product for the whole-loop solvers (n of a few hundred at most, everything
-// in L1/L2). Included inside namespace dopfast::cpu::<isa>, like simd_elementwise.h.
+// in L1/L2). Included inside namespace dopfast::cpu::<isa>, like kernels/elementwise.h.
 //
 //   C[i, j] (+)= sum_p A(i, p) * B[p, j]      A(i, p) = A[i * a_rs + p * a_cs]  (any strides: broadcast loads)
 //                                             B rows contiguous, width a multiple of the vector width

@@ -1,5 +1,5 @@
 // The fused SOP (sparse over-parameterization) loss, logits gradient and u/v step, one sample at a time.
-// Included inside namespace dopfast::cpu::<isa> after simd_math.h. The maths (and the checks against
+// Included inside namespace dopfast::cpu::<isa> after kernels/math.h. The maths (and the checks against
 // PyTorch autograd) are in dopfast/reference.py::sop_loss_terms; in short, with p = softmax(z), true class c,
 // a = u^2 (on c), b = v^2 (off c), q = max(p + a - b, 1e-4), S = sum q, h = onehot(argmax z):
 //   CE = -log r_c (official: r_c = clamp(q_c / S, 1e-4, 1)),  MSE = sum_k (h_k + a_k - b_k - y_k)^2

@@ -1,15 +1,16 @@
-// Raw-pointer CPU kernels, compiled once per instruction set (simd_default.cpp, simd_avx2.cpp) and picked at
-// run time (simd_dispatch.cpp). These files see no torch header: tensors are unpacked by the op wrappers.
+// The table of raw-pointer CPU kernels (cpu/kernels/*.h), compiled once per instruction set (kernels_default.cpp,
+// kernels_avx2.cpp) and picked at run time (kernel_table.cpp). No torch header: the op wrappers unpack tensors.
 #pragma once
 
 #include <cstdint>
 
 namespace dopfast::cpu {
 
-// One DOP robust-PCA problem, min 1/4 ||X + g*g - h*h - Y||^2 with X = U U^T (v == nullptr) or X = U V^T.
-// All matrices are row-major and contiguous: Y, g, h are m x n; U is m x k; V is n x k.
+// One DOP robust-PCA problem, min 1/4 ||X + g*g - h*h - Y||^2 with X = U U^T (sym, m == n) or X = U V^T.
+// All matrices are row-major and contiguous: Y, g, h are m x n; U is m x k; V is n x k (k may be 0: X = 0).
 template <typename T>
 struct RpcaProblem {
+  bool sym = true;
   int64_t m = 0, n = 0, k = 0;
   const T* y = nullptr;
   T* u = nullptr;
@@ -21,7 +22,7 @@ struct RpcaProblem {
   T* losses = nullptr;  // iters entries; entries after the last step taken are set to NaN
 };
 
-// One batch of the SOP loss step (see simd_sop.h). T: logits / gradient type; S: u, v type.
+// One batch of the SOP loss step (see kernels/sop.h). T: logits / gradient type; S: u, v type.
 template <typename T, typename S>
 struct SopBatch {
   int64_t batch = 0, classes = 0;

@@ -2,4 +2,4 @@
 #define DOPFAST_SIMD_NS isa_default
 #define DOPFAST_SIMD_NAME "default"
 #define DOPFAST_SIMD_ACCESSOR kernels_default
-#include "cpu/simd_kernels.inc"
+#include "cpu/kernels/all.inc"

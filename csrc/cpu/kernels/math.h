@@ -1,5 +1,5 @@
 // exp over a contiguous array in packed vector code (GCC vector extensions), for the softmax of the SOP
-// kernel. Included inside namespace dopfast::cpu::<isa> after simd_gemm.h (for Vec<T>).
+// kernel. Included inside namespace dopfast::cpu::<isa> after kernels/gemm.h (for Vec<T>).
 //
 // exp(x) = 2^k * exp(r), k = round(x / ln 2), r = x - k ln 2 (ln 2 split in two for accuracy), exp(r) from a
 // polynomial on |r| <= ln2/2: degree 6 for float (Cephes expf, about 1 ulp), degree 11 for double (Taylor,

@@ -1,5 +1,5 @@
-// Elementwise DOP kernels on raw pointers. Included inside namespace dopfast::cpu::<isa> by simd_default.cpp
-// and simd_avx2.cpp, so the same source is compiled once per instruction set.
+// Elementwise DOP kernels on raw pointers. Included inside namespace dopfast::cpu::<isa> by kernels_default.cpp
+// and kernels_avx2.cpp, so the same source is compiled once per instruction set.
 //
 // The loops run over blocks of kLanes independent lanes with fixed trip counts, which GCC turns into packed
 // vector code (and FMA under -mfma); the sum of squares keeps kLanes double accumulators so that float32 input

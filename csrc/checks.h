@@ -5,6 +5,7 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <cmath>
 #include <utility>
@@ -70,6 +71,13 @@ inline void check_no_internal_overlap(const at::Tensor& t, std::string_view op, 
               " has overlapping elements (e.g. an expanded view) and cannot be updated in place");
 }
 
+// Tells autograd that an op wrote `t` (bumps its version counter), so that a tensor saved for backward and then
+// changed by a dopfast op is caught at backward instead of giving a wrong gradient. Inference tensors have no
+// version counter.
+inline void mark_written(const at::Tensor& t) {
+  if (t.defined() && !t.is_inference()) torch::autograd::impl::bump_version(t);
+}
+
 // A tensor updated in place through a contiguous working copy: `work` aliases `target` when it is already
 // contiguous, otherwise it is a copy that finish() writes back.
 struct InplaceContiguous {
@@ -78,6 +86,7 @@ struct InplaceContiguous {
   explicit InplaceContiguous(at::Tensor& t) : target(t), work(t.contiguous()) {}
   void finish() {
     if (!work.is_same(target)) target.copy_(work);
+    mark_written(target);
   }
 };
 

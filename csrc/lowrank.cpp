@@ -33,6 +33,7 @@ void lowrank_step_(at::Tensor& u, const at::Tensor& r, double step) {
   check_no_overlap(u, "u", r, "r", op);
   if (u.numel() == 0) return;
   u.sub_(at::matmul(r, u), step);
+  mark_written(u);
 }
 
 void lowrank_step_uv_(at::Tensor& u, at::Tensor& v, const at::Tensor& r, double step) {
@@ -54,6 +55,8 @@ void lowrank_step_uv_(at::Tensor& u, at::Tensor& v, const at::Tensor& r, double 
   at::Tensor dv = at::matmul(r.mT(), u);
   u.sub_(du, step);
   v.sub_(dv, step);
+  mark_written(u);
+  mark_written(v);
 }
 
 }  // namespace

@@ -33,6 +33,13 @@ DOPFAST_HOST_DEVICE auto rpca_converged(const S& prev_loss, const S& loss, const
   return stop_and(change <= tol, step <= tol);
 }
 
+// A step's loss 1/4 ||R||^2 from its sum of squares, as the problem's precision T sees it: a float32 sum beyond
+// FLT_MAX is infinite (the reference sums in float32), even when it was accumulated in double.
+template <typename T>
+DOPFAST_HOST_DEVICE inline double rpca_loss(double sum_sq) {
+  return 0.25 * static_cast<double>(static_cast<T>(sum_sq));
+}
+
 // Whether a step's sum of squared residuals is finite in the precision T of the problem (a float32 sum that
 // overflows is infinite, even when it was accumulated in double).
 template <typename T>

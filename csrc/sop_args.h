@@ -29,9 +29,9 @@ inline void check_sop_args(const at::Tensor& logits, const at::Tensor& targets, 
   TORCH_CHECK(u.scalar_type() == at::kFloat || u.scalar_type() == at::kDouble, "dopfast.", op,
               ": u must be float32 or float64 (kept in full precision whatever the logits' dtype), got ",
               u.scalar_type());
-  check_like(u, "u", v, op, "v", /*same_shape=*/false);
   TORCH_CHECK(u.device() == logits.device(), "dopfast.", op, ": u must be on the device of logits (", logits.device(),
               "), got ", u.device());
+  check_like(u, "u", v, op, "v", /*same_shape=*/false);
   TORCH_CHECK(v.dim() == 2 && v.size(1) == K, "dopfast.", op, ": v must have shape (num_samples, ", K, "), got ",
               v.sizes());
   const int64_t ucols = paper ? K : 1;

@@ -1,5 +1,7 @@
-"""Argument checks of the fake (meta) kernels: the same rules and messages as csrc/checks.h, so that
-torch.compile and FakeTensor tracing reject what the compiled kernels would reject."""
+"""Argument checks of the fake (meta) kernels: the same rules, in the same order and with the same messages, as
+the C++ boundary (csrc/checks.h, csrc/*_args.h, csrc/lowrank.cpp), so that torch.compile and FakeTensor tracing
+reject what the compiled kernels would reject. python_tests/test_errors.py runs every error case both ways.
+(Memory-overlap and index-range checks need real data and are made by the kernels only.)"""
 
 from __future__ import annotations
 
@@ -60,7 +62,8 @@ def lowrank(op: str, u, v, r, step) -> None:
     if v is not None:
         like(u, "u", v, op, "v", same_shape=False)
         if v.dim() != u.dim() or v.shape[-1] != u.shape[-1] or (u.dim() == 3 and v.shape[0] != u.shape[0]):
-            _fail(op, f"v must have the batch and k of u {list(u.shape)}, got {list(v.shape)}")
+            _fail(op, f"v must have shape {'(B, n, k)' if u.dim() == 3 else '(n, k)'} with the batch and k of u "
+                      f"{list(u.shape)}, got {list(v.shape)}")
         cols = v.shape[-2]
     like(u, "u", r, op, "r", same_shape=False)
     if (r.dim() != u.dim() or r.shape[-2] != u.shape[-2] or r.shape[-1] != cols
@@ -85,10 +88,12 @@ def rpca_solve(op: str, y, u0, v0, g0, h0, tau, alpha, iters, tol) -> None:
             _fail(op, f"v0 must have shape (..., n, k) with n = {n} and k = {u0.shape[-1]}, got {list(v0.shape)}")
     like(y, "y", g0, op, "g0")
     like(y, "y", h0, op, "h0")
+    finite(tau, op, "tau")
+    finite(alpha, op, "alpha")
     for value, name in ((tau, "tau"), (alpha, "alpha")):
-        finite(value, op, name)
         if value <= 0:
             _fail(op, f"{name} must be > 0, got {value}")
+    finite(alpha * tau, op, "alpha * tau")
     if iters < 0:
         _fail(op, f"iters must be >= 0, got {iters}")
     finite(tol, op, "tol")
@@ -108,13 +113,18 @@ def sop(logits, targets, index, u, v, lr_u, lr_v, paper) -> None:
             _fail(op, f"{name} must be an int64 tensor, got {t.dtype}")
         if t.dim() != 1 or t.shape[0] != b:
             _fail(op, f"{name} must have shape ({b},) to match logits {list(logits.shape)}, got {list(t.shape)}")
+        if t.device != logits.device:
+            _fail(op, f"{name} must be on the device of logits ({logits.device}), got {t.device}")
     if u.dtype not in _FLOATS:
-        _fail(op, f"u must be float32 or float64, got {u.dtype}")
+        _fail(op, f"u must be float32 or float64 (kept in full precision whatever the logits' dtype), got {u.dtype}")
+    if u.device != logits.device:
+        _fail(op, f"u must be on the device of logits ({logits.device}), got {u.device}")
     like(u, "u", v, op, "v", same_shape=False)
     if v.dim() != 2 or v.shape[1] != k:
         _fail(op, f"v must have shape (num_samples, {k}), got {list(v.shape)}")
     ucols = k if paper else 1
     if u.dim() != 2 or u.shape[0] != v.shape[0] or u.shape[1] != ucols:
-        _fail(op, f"u must have shape ({v.shape[0]}, {ucols}), got {list(u.shape)}")
+        _fail(op, f"u must have shape ({v.shape[0]}, {ucols}) for the {'paper' if paper else 'official'} variant, "
+                  f"got {list(u.shape)}")
     finite(lr_u, op, "lr_u")
     finite(lr_v, op, "lr_v")

@@ -6,6 +6,7 @@ tensors. All accept float32/float64, any strides (non-contiguous inputs are copi
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple
 
 import torch
@@ -29,12 +30,13 @@ _ops = torch.ops.dopfast
 
 
 def _step(value, name: str, op: str) -> float:
-    """Scalars cross into C++ as Python floats; reject what cannot be one with a message naming it."""
+    """Scalars cross into C++ as Python floats (any real number: int, float, NumPy scalars, one-element
+    tensors); reject what cannot be one with a message naming it."""
     if isinstance(value, Tensor):
         if value.numel() != 1:
             raise ValueError(f"dopfast.{op}: {name} must be a number, got a tensor of shape {tuple(value.shape)}")
         value = value.item()
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"dopfast.{op}: {name} must be a float, got {type(value).__name__}")
     return float(value)
 
@@ -60,9 +62,79 @@ def residual_step_out_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float, 
     return _ops.residual_step_out_(x, g, h, y, _step(step, "step", "residual_step_out_"), r)
 
 
+def _batched(info, in_dims, tensors):
+    """vmap rule of an elementwise op: every argument with the vmapped dimension first (expanded where absent)."""
+    return [t.movedim(d, 0) if d is not None else t.expand(info.batch_size, *t.shape)
+            for t, d in zip(tensors, in_dims)]
+
+
+class _DopResidualBackward(torch.autograd.Function):
+    """The fused backward op as a differentiable function (double backward, torch.func)."""
+
+    @staticmethod
+    def forward(grad, g, h):
+        return _ops.dop_residual_backward(grad, g, h)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(*inputs)
+
+    @staticmethod
+    def backward(ctx, grad_gg, grad_gh):
+        return _dop_residual_backward_bwd(ctx, grad_gg, grad_gh)
+
+    @staticmethod
+    def vmap(info, in_dims, grad, g, h):
+        return _DopResidualBackward.apply(*_batched(info, in_dims, (grad, g, h))), (0, 0)
+
+
+class _DopResidual(torch.autograd.Function):
+    """``dop_residual`` for every autograd mode: reverse (the fused backward op, double backward included),
+    forward-mode (jvp, jacfwd) and the torch.func transforms (grad, vjp), which need setup_context."""
+
+    @staticmethod
+    def forward(x, g, h, y):
+        return _ops.dop_residual(x, g, h, y)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, g, h, _ = inputs
+        ctx.save_for_backward(g, h)
+        ctx.save_for_forward(g, h)
+
+    @staticmethod
+    def backward(ctx, grad):
+        g, h = ctx.saved_tensors
+        need_x, need_g, need_h, need_y = ctx.needs_input_grad
+        grad_g = grad_h = None
+        if need_g or need_h:
+            grad_g, grad_h = _DopResidualBackward.apply(grad, g, h)
+        return (grad if need_x else None, grad_g if need_g else None, grad_h if need_h else None,
+                -grad if need_y else None)
+
+    @staticmethod
+    def jvp(ctx, dx, dg, dh, dy):
+        g, h = ctx.saved_tensors
+        out = None
+        for term in (dx, None if dg is None else 2 * g * dg, None if dh is None else -2 * h * dh,
+                     None if dy is None else -dy):
+            if term is not None:
+                out = term if out is None else out + term
+        return out if out is not None else torch.zeros_like(g)
+
+    @staticmethod
+    def vmap(info, in_dims, x, g, h, y):
+        return _DopResidual.apply(*_batched(info, in_dims, (x, g, h, y))), 0
+
+
 def dop_residual(x: Tensor, g: Tensor, h: Tensor, y: Tensor) -> Tensor:
-    """Differentiable ``x + g∘g − h∘h − y`` (fused forward and backward kernels), e.g. ``φ(θ) + s − y`` in DIP."""
-    return _ops.dop_residual(x, g, h, y)
+    """Differentiable ``x + g∘g − h∘h − y`` (fused forward and backward kernels), e.g. ``φ(θ) + s − y`` in DIP.
+
+    Reverse mode (with double backward), forward mode (``torch.func.jvp``) and ``torch.func.grad`` are
+    supported; ``torch.ops.dopfast.dop_residual`` itself has reverse mode only."""
+    if torch.compiler.is_compiling():  # Dynamo traces the op (its registered autograd), not a custom jvp
+        return _ops.dop_residual(x, g, h, y)
+    return _DopResidual.apply(x, g, h, y)
 
 
 def lowrank_step_(u: Tensor, r: Tensor, step: float) -> None:
@@ -95,9 +167,9 @@ class RpcaSolution(NamedTuple):
 
 def _solver_scalars(op: str, tau, alpha, iters, tol):
     tau, alpha, tol = _step(tau, "tau", op), _step(alpha, "alpha", op), _step(tol, "tol", op)
-    if isinstance(iters, bool) or not isinstance(iters, int):
+    if isinstance(iters, bool) or not isinstance(iters, numbers.Integral):
         raise TypeError(f"dopfast.{op}: iters must be an int, got {type(iters).__name__}")
-    return tau, alpha, iters, tol
+    return tau, alpha, int(iters), tol
 
 
 def rpca_dop_solve(y: Tensor, u0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float, iters: int,

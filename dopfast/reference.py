@@ -132,10 +132,10 @@ def rpca_dop_solve_uv(y: Tensor, u0: Tensor, v0: Tensor, g0: Tensor, h0: Tensor,
     return _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol)
 
 
-def sop_loss_terms(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tensor,
-                   paper: bool = False) -> tuple[Tensor, Tensor]:
-    """The two batch-mean terms (CE, MSE) of the SOP loss with ordinary autograd: the authors' public code,
-    or Algorithm 1 with ``paper=True``.
+def sop_loss_terms(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tensor, paper: bool = False,
+                   reduction: str = "mean") -> tuple[Tensor, Tensor]:
+    """The two terms (CE, MSE) of the SOP loss with ordinary autograd, batch means (``reduction="none"``: per
+    sample): the authors' public code, or Algorithm 1 with ``paper=True``.
 
     ``u_rows`` is (B, 1) (official) or (B, K) (paper), ``v_rows`` (B, K): the gathered rows. Gradients flow to
     the logits through CE only, to u through CE (+ MSE for the official variant), to v through MSE only.
@@ -156,7 +156,7 @@ def sop_loss_terms(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tens
     hard = torch.nn.functional.one_hot(logits.detach().argmax(dim=1), k).to(logits.dtype)
     u2_mse = u2.detach() if paper else u2
     mse = ((hard + u2_mse - v2 - y) ** 2).sum(dim=1)
-    return ce.mean(), mse.mean()
+    return (ce, mse) if reduction == "none" else (ce.mean(), mse.mean())
 
 
 def sop_loss(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tensor, paper: bool = False) -> Tensor:
@@ -168,18 +168,25 @@ def sop_loss(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tensor, pa
 def sop_loss_step_(logits: Tensor, targets: Tensor, index: Tensor, u: Tensor, v: Tensor, lr_u: float, lr_v: float,
                    paper: bool = False) -> tuple[Tensor, Tensor]:
     """The fused op's contract in plain autograd: returns ``(loss, d loss / d logits)`` and updates
-    ``u[index] -= lr_u · ∂loss/∂u``, ``v[index] -= lr_v · ∂loss/∂v`` (projected on [−1, 1] for paper=True)."""
+    ``u[index] -= lr_u · ∂loss/∂u``, ``v[index] -= lr_v · ∂loss/∂v`` (projected on [−1, 1] for paper=True).
+
+    Nothing is written when both learning rates are 0 (evaluation), and a sample whose own loss is not finite
+    (an inf or NaN logit) keeps its u, v rows."""
     z = logits.detach().clone().requires_grad_()
     ur = u[index].clone().requires_grad_()
     vr = v[index].clone().requires_grad_()
-    loss = sop_loss(z, targets, ur, vr, paper)
+    ce, mse = sop_loss_terms(z, targets, ur, vr, paper, reduction="none")
+    loss = (ce + mse).mean()
     gz, gu, gv = torch.autograd.grad(loss, (z, ur, vr), allow_unused=True)
     gu = torch.zeros_like(ur) if gu is None else gu
     gv = torch.zeros_like(vr) if gv is None else gv
+    if lr_u == 0 and lr_v == 0:
+        return loss.detach(), gz
     with torch.no_grad():
         nu, nv = ur - lr_u * gu, vr - lr_v * gv
         if paper:
             nu, nv = nu.clamp(-1, 1), nv.clamp(-1, 1)
-        u[index] = nu
-        v[index] = nv
+        keep = ~torch.isfinite(ce + mse).unsqueeze(1)
+        u[index] = torch.where(keep, ur, nu).to(u.dtype)
+        v[index] = torch.where(keep, vr, nv).to(v.dtype)
     return loss.detach(), gz

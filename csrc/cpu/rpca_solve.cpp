@@ -38,7 +38,7 @@ int64_t rpca_solve_blas(const KernelTable<T>& kern, bool sym, const at::Tensor& 
     double step_sq = 0, theta_sq = 0;
     const double sum_sq = kern.rpca_residual(x.data_ptr<T>(), y.const_data_ptr<T>(), g.data_ptr<T>(), h.data_ptr<T>(),
                                              m, n, ga, sym, step_sq, theta_sq);
-    const double loss = 0.25 * sum_sq;
+    const double loss = rpca_loss<T>(sum_sq);
     losses[it] = static_cast<T>(loss);
     if (!rpca_loss_finite<T>(sum_sq)) return it + 1;  // g, h took this step; U, V do not
     if (sym) {

@@ -63,10 +63,11 @@ void rpca_aten_loop(const at::Tensor& y, RpcaOutputs& out, double tau, double al
     const at::Tensor x = sym ? at::matmul(u, u.mT()) : at::matmul(u, out.v.mT());
     const at::Tensor r = x + g * g - h * h - y3;
     const at::Tensor sum_sq = sq_norm(r);
-    const at::Tensor loss = sum_sq * 0.25;
+    // Finite in the problem's own precision (a float32 sum beyond FLT_MAX is infinite), as rpca_loss<T>.
+    const at::Tensor finite = at::logical_and(at::isfinite(sum_sq), sum_sq <= big);
+    const at::Tensor loss = at::where(finite, sum_sq * 0.25, std::numeric_limits<double>::infinity());
     out.losses.select(1, it).copy_(at::where(active, loss.to(y.scalar_type()), nan));
-    // Finite in the problem's own precision (a float32 sum beyond FLT_MAX is infinite), as in the kernels.
-    const at::Tensor live = at::logical_and(active, at::logical_and(at::isfinite(sum_sq), sum_sq <= big));
+    const at::Tensor live = at::logical_and(active, finite);
     const at::Tensor dg = masked(active, r * g * (alpha * tau));  // g, h take the step even when it is non-finite
     const at::Tensor dh = masked(active, r * h * (alpha * tau));
     at::Tensor theta_sq = sq_norm(u) + sq_norm(g) + sq_norm(h);

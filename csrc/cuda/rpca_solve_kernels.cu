@@ -204,7 +204,7 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
     const StepSums total = block_sums(sums, scratch);
     if (threadIdx.x == 0) {
       // stop: 0 go on, 1 converged (keep this step), 2 non-finite loss (g, h took the step, U, V do not).
-      const double loss = 0.25 * total.loss;
+      const double loss = rpca_loss<T>(total.loss);
       losses[it] = static_cast<T>(loss);
       int code = 0;
       if (!rpca_loss_finite<T>(total.loss))

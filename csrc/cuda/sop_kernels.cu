@@ -146,7 +146,8 @@ __global__ void __launch_bounds__(kThreads)
     gz[k] = from_acc<LT, A>(p * (g - dot) * inv_b);
   }
   if (lane == 0) sample_loss[i] = static_cast<double>(ce) + static_cast<double>(mse);
-  if (lr_u == 0 && lr_v == 0) return;
+  // As the CPU kernel: no update in evaluation, nor from a row whose loss is not finite (warp-uniform values).
+  if ((lr_u == 0 && lr_v == 0) || !isfinite(static_cast<double>(ce) + static_cast<double>(mse))) return;
   __syncwarp();
   // Every lane has read u and v (b_of) above; only now are they written.
   const A h_c = amax == c ? A(1) : A(0);

@@ -8,6 +8,8 @@ that drops into any training loop; its per-sample loss, logits gradient and u/v 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -17,18 +19,25 @@ VARIANTS = ("official", "paper")
 
 
 class _SOPStep(torch.autograd.Function):
-    """Loss forward; the fused kernel already produced d(loss)/d(logits), which backward scales."""
+    """Loss forward; the fused kernel already produced d(loss)/d(logits), which backward scales. The backward
+    is first-order only: with ``create_graph=True`` it warns that the SOP term's curvature is missing."""
 
     @staticmethod
-    def forward(ctx, logits, targets, index, u, v, lr_u, lr_v, paper):
-        loss, grad = torch.ops.dopfast.sop_loss_step_(logits, targets, index, u, v, lr_u, lr_v, paper)
-        ctx.save_for_backward(grad)
-        return loss
+    def forward(logits, targets, index, u, v, lr_u, lr_v, paper):
+        return torch.ops.dopfast.sop_loss_step_(logits, targets, index, u, v, lr_u, lr_v, paper)
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def setup_context(ctx, inputs, output):
+        ctx.save_for_backward(output[1])
+        ctx.mark_non_differentiable(output[1])
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_of_grad):
         (grad,) = ctx.saved_tensors
-        return (grad * grad_out.to(grad.dtype)), None, None, None, None, None, None, None
+        if torch.is_grad_enabled() and not torch._C._functorch.is_functorch_wrapped_tensor(grad_out):
+            warnings.warn("SOPLoss: backward with create_graph=True gives a first derivative that is constant in "
+                          "the logits: second derivatives of the SOP loss are not supported", stacklevel=2)
+        return grad * grad_out.to(grad.dtype), None, None, None, None, None, None, None
 
 
 class SOPLoss(nn.Module):
@@ -98,8 +107,8 @@ class SOPLoss(nn.Module):
         world = 1
         if step and self.distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
             world = torch.distributed.get_world_size()
-        loss = _SOPStep.apply(logits, targets, index, self.u, self.v, lr_u / world, lr_v / world,
-                              self.variant == "paper")
+        loss, _ = _SOPStep.apply(logits, targets, index, self.u, self.v, lr_u / world, lr_v / world,
+                                 self.variant == "paper")
         if world > 1:
             self._share_rows(index)
         return loss

@@ -200,7 +200,7 @@ int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
 
     double dgh_sq = 0, theta_sq = 0;
     const double sum_sq = rpca_residual_rows<T>(xr.data, np, P.y, P.g, P.h, m, n, ga, dgh_sq, theta_sq);
-    const double loss = 0.25 * sum_sq;
+    const double loss = dopfast::rpca_loss<T>(sum_sq);
     if (P.losses) P.losses[it] = static_cast<T>(loss);
     if (!dopfast::rpca_loss_finite<T>(sum_sq)) {  // g, h took this step; U, V do not
       ++it;

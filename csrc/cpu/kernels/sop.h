@@ -124,7 +124,9 @@ void sop_step_impl(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1
     }
     gz[c] = p_c * (g_c - dot) * inv_b;
     P.sample_loss[i] = static_cast<double>(ce) + static_cast<double>(mse);
-    if (!step) continue;
+    // No update without a step (evaluation), nor from a row whose loss is not finite (an inf or NaN logit
+    // would write NaN into the sample's u, v for good).
+    if (!step || !std::isfinite(P.sample_loss[i])) continue;
 
     // v_k -= lr_v 4 v_k (b_k - h_k) [mask] / B, off-label form (h = 0), then the argmax and the label fixed.
     const T lv = static_cast<T>(P.lr_v) * 4 * inv_b;

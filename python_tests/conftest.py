@@ -21,16 +21,18 @@ def dtype(request):
 
 
 def make_tensors(count, shape, dtype, device, seed=0, noncontiguous=False):
-    """`count` random tensors of `shape`; non-contiguous ones are every other column of a wider tensor."""
+    """`count` random tensors of `shape` on `device`; non-contiguous ones are every other column of a wider
+    tensor made on the device itself (``.to(device)`` of a strided CPU view would be a contiguous copy)."""
     gen = torch.Generator().manual_seed(seed)
     out = []
     for _ in range(count):
-        if noncontiguous:
-            wide = list(shape[:-1]) + [2 * shape[-1] if shape else 2]
-            t = torch.randn(wide, generator=gen, dtype=dtype)[..., ::2] if shape else torch.randn((), dtype=dtype)
+        if noncontiguous and shape:
+            wide = list(shape[:-1]) + [2 * shape[-1]]
+            t = torch.randn(wide, generator=gen, dtype=dtype).to(device)[..., ::2]
+            assert t.numel() <= 1 or not t.is_contiguous() or shape[-1] <= 1
         else:
-            t = torch.randn(shape, generator=gen, dtype=dtype)
-        out.append(t.to(device))
+            t = torch.randn(shape, generator=gen, dtype=dtype).to(device)
+        out.append(t)
     return out
 
 

@@ -12,13 +12,16 @@ import dopfast
 
 def test_build_info():
     info = dopfast.build_info()
-    assert info["cuda_kernels"] == dopfast.has_cuda_kernels()
-    assert info["cpu_isa"] in ("avx2", "default")
+    assert info["cpu_isa"] in ("avx2", "default") and info["version"] == dopfast.__version__
     if torch.version.cuda is None:
         assert not dopfast.has_cuda_kernels()
-    ops = {"residual_step_", "residual_step_out_", "dop_residual", "dop_residual_backward", "lowrank_step_",
-           "lowrank_step_uv_", "rpca_dop_solve", "rpca_dop_solve_uv"}
-    assert all(hasattr(torch.ops.dopfast, name) for name in ops)
+    ops = ["residual_step_", "residual_step_out_", "dop_residual", "dop_residual_backward", "lowrank_step_",
+           "lowrank_step_uv_", "rpca_dop_solve", "rpca_dop_solve_uv", "sop_loss_step_"]
+    for name in ops:
+        # Every op has a CPU kernel, and a CUDA kernel exactly when the build says it has CUDA kernels.
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"dopfast::{name}", "CPU"), name
+        has_cuda = torch._C._dispatch_has_kernel_for_dispatch_key(f"dopfast::{name}", "CUDA")
+        assert has_cuda == dopfast.has_cuda_kernels(), name
 
 
 def test_default_isa_kernels_match_reference():

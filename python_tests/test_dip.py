@@ -74,7 +74,7 @@ def test_checkpoint_resume_equals_uninterrupted(small, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         restore(noisy, "dop", iters=40, width=8, clean=clean, eval_every=10, checkpoint=ckpt,
                 checkpoint_every=15, callback=interrupt)
-    assert torch.load(ckpt, weights_only=False)["iteration"] == 20
+    assert torch.load(ckpt, weights_only=True)["iteration"] == 20
     resumed, hist = restore(noisy, "dop", iters=40, width=8, clean=clean, eval_every=10, checkpoint=ckpt,
                             resume=True)
     np.testing.assert_array_equal(resumed, full)
@@ -99,7 +99,7 @@ def test_ctrl_c_finishes_the_iteration_then_checkpoints(small, tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         restore(noisy, "dop", iters=30, width=8, eval_every=10, checkpoint=ckpt, callback=press_ctrl_c)
-    assert torch.load(ckpt, weights_only=False)["iteration"] == 10
+    assert torch.load(ckpt, weights_only=True)["iteration"] == 10
     resumed, _ = restore(noisy, "dop", iters=30, width=8, eval_every=10, checkpoint=ckpt, resume=True)
     np.testing.assert_array_equal(resumed, full)
 
@@ -143,3 +143,106 @@ def test_cli_runs_on_a_sample_image(tmp_path):
 def test_cli_errors(args, needle):
     done = _cli(*args)
     assert done.returncode != 0 and needle in done.stderr
+
+
+def test_resume_edge_cases(small, tmp_path):
+    clean, noisy = small
+    ckpt = tmp_path / "run.pt"
+    full, _ = restore(noisy, "dop", iters=12, width=8, eval_every=4, checkpoint=ckpt)
+    again, hist = restore(noisy, "dop", iters=12, width=8, eval_every=4, checkpoint=ckpt, resume=True)
+    np.testing.assert_array_equal(again, full)  # a finished run resumes to its last iterate, not net(z0)
+    assert hist["iteration"] == [4, 8, 12]
+    with pytest.raises(ValueError, match="at iteration 12, beyond iters=8"):
+        restore(noisy, "dop", iters=8, width=8, eval_every=4, checkpoint=ckpt, resume=True)
+    assert torch.load(ckpt, weights_only=True)["iteration"] == 12  # and the checkpoint is untouched
+    other = np.clip(noisy[::-1].copy(), 0, 1)
+    with pytest.raises(ValueError, match="another image"):
+        restore(other, "dop", iters=12, width=8, checkpoint=ckpt, resume=True)
+    with pytest.raises(ValueError, match="resume=True needs checkpoint"):
+        restore(noisy, "dop", iters=2, width=8, resume=True)
+
+
+class _Payload:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch /tmp/dopfast-checkpoint-payload-ran",))
+
+
+def test_checkpoints_are_data_only(small, tmp_path):
+    import os
+
+    _, noisy = small
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"config": {}, "iteration": 0, "payload": _Payload()}, crafted)
+    for path, content in ((crafted, None), (tmp_path / "empty.pt", b""), (tmp_path / "text.pt", b"hello")):
+        if content is not None:
+            path.write_bytes(content)
+        with pytest.raises(ValueError, match=str(path.name)):
+            restore(noisy, "dop", iters=2, width=8, checkpoint=path, resume=True)
+    assert not os.path.exists("/tmp/dopfast-checkpoint-payload-ran")
+
+
+def test_unusable_checkpoint_paths_fail_before_running(small, tmp_path):
+    _, noisy = small
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        restore(noisy, "dop", iters=2, width=8, checkpoint=tmp_path / "missing" / "run.pt")
+    with pytest.raises(IsADirectoryError, match="is a directory"):
+        restore(noisy, "dop", iters=2, width=8, checkpoint=tmp_path)
+    with pytest.raises(ValueError, match="levels=12"):
+        restore(noisy[:8, :8], "dop", iters=2, width=8, levels=12)
+    with pytest.raises(ValueError, match="eval_every must be a positive int"):
+        restore(noisy, "dop", iters=2, width=8, eval_every=0)
+    with pytest.raises(ValueError, match="lr must be a positive finite number"):
+        restore(noisy, "dop", iters=2, width=8, lr=0)
+
+
+def test_compiled_step_matches_eager():
+    from dopfast.dip.step import Stepper
+
+    torch._dynamo.reset()
+    outs = []
+    for capture in ("none", "compile"):
+        torch.manual_seed(0)
+        y = torch.rand(1, 1, 16, 16)
+        net = SkipNet(1, width=4, skip=2, levels=2)
+        z0 = noise_input(net, 16, 16, torch.Generator().manual_seed(0))
+        g = torch.nn.Parameter(1e-5 * torch.randn_like(y))
+        h = torch.nn.Parameter(1e-5 * torch.randn_like(y))
+        stepper = Stepper(net, z0, g, h, y, (16, 16), "dop", 0.5, 20.0, 1 / 30, torch.Generator().manual_seed(1),
+                          capture)
+        losses = [float(stepper.step()[1]) for _ in range(3)]
+        outs.append((losses, g.detach().clone()))
+    assert outs[0][0] == pytest.approx(outs[1][0], rel=1e-4)
+    torch.testing.assert_close(outs[0][1], outs[1][1], rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["camera", "--out", "{tmp}"], "is a directory"),
+    (["camera", "--out", "{tmp}/x.png", "--checkpoint", "{tmp}/x.png"], "same file"),
+    (["camera", "--resume"], "--resume needs --checkpoint"),
+    (["camera", "--checkpoint", "{tmp}/missing/run.pt"], "does not exist"),
+    (["camera", "--out", "{tmp}/x.gifx"], "unknown image extension"),
+    (["camera", "--out", "{tmp}/missing/x.png"], "does not exist"),
+    (["{tmp}/notes.txt"], "cannot be read as an image"),
+    (["camera", "--device", "foo"], "--device"),
+    (["camera", "--iters", "0"], "--iters"),
+])
+def test_cli_checks_before_running(args, needle, tmp_path):
+    (tmp_path / "notes.txt").write_text("not an image")
+    done = _cli(*(a.format(tmp=tmp_path) for a in args), "--iters" if "--iters" not in args else "--quiet",
+                *(["1"] if "--iters" not in args else []), "--quiet")
+    assert done.returncode != 0 and needle in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cli_reads_grey_alpha_png(tmp_path):
+    from skimage import io
+
+    img = np.zeros((16, 16, 2), dtype=np.uint8)
+    img[..., 0] = np.arange(16, dtype=np.uint8)[:, None] * 16
+    img[..., 1] = 255
+    path = tmp_path / "la.png"
+    io.imsave(path, img, check_contrast=False)
+    done = _cli(str(path), "--iters", "2", "--width", "4", "--quiet", "--out", str(tmp_path / "o.png"))
+    assert done.returncode == 0, done.stderr

@@ -155,3 +155,84 @@ def test_params_protocol():
     assert "alpha=3.0" in repr(est)
     with pytest.raises(ValueError, match="unknown parameter 'lr'"):
         est.set_params(lr=1)
+
+
+def test_integer_and_bool_torch_input_get_float_results():
+    for y in (torch.tensor([[15, 5], [5, 15]]), torch.tensor([[True, False], [False, True]])):
+        est = RobustPCA(random_state=0, refine=False).fit(y)
+        assert est.low_rank_.dtype == torch.float64 and est.sparse_.dtype == torch.float64
+        assert torch.allclose(est.low_rank_ + est.sparse_, y.double(), rtol=1e-2, atol=1e-2)
+        assert not torch.equal(est.low_rank_, est.low_rank_.round())  # not truncated to integers
+
+
+@pytest.mark.parametrize("scale,dtype", [(1e160, torch.float64), (1e-160, torch.float64), (1e25, torch.float32),
+                                         (1e-25, torch.float32)])
+def test_extreme_scales_give_the_unit_scale_result(paper_data, scale, dtype):
+    x, _, y = paper_data
+    y = y.to(dtype)
+    base = RobustPCA(model="psd", random_state=0).fit(y)
+    big = RobustPCA(model="psd", random_state=0).fit(y * scale)
+    assert big.n_iter_ == base.n_iter_
+    assert RobustPCA(random_state=0, max_iter=10, refine=False).fit(y * scale).model_ == "general"  # no overflow
+    assert big.refined_ == base.refined_
+    tol = 1e-9 if dtype == torch.float64 else 1e-4
+    assert relative_error(big.low_rank_.double() / scale, base.low_rank_.double()) < tol
+
+
+def test_numpy_integer_parameters_and_stale_attributes(paper_data):
+    _, _, y = paper_data
+    est = RobustPCA(model="psd", max_iter=np.int64(300), tol=np.float32(0.5), random_state=np.int64(3)).fit(y)
+    assert est.n_iter_ <= 300 and hasattr(est, "rank_")
+    est.set_params(method="pcp").fit(y)
+    for name in ("rank_", "refined_", "step_", "dop_low_rank_"):
+        assert not hasattr(est, name), name
+
+
+def test_all_zero_input_returns_at_once():
+    est = RobustPCA(random_state=0).fit(np.zeros((20, 20)))
+    assert est.n_iter_ == 0 and est.converged_
+    assert np.all(est.low_rank_ == 0) and np.all(est.sparse_ == 0)
+
+
+def test_auto_model_refuses_psd_for_negative_definite_data():
+    a = -np.outer(np.arange(1, 6), np.arange(1, 6)).astype(float)
+    est = RobustPCA(random_state=0).fit(a)
+    assert est.model_ == "general"
+    assert relative_error(est.low_rank_, a) < 1e-6
+
+
+def test_a_failed_refinement_keeps_the_dop_estimate(paper_data, monkeypatch):
+    from dopfast.rpca import dop
+
+    def broken(*args, **kwargs):
+        raise torch.linalg.LinAlgError("singular")
+
+    monkeypatch.setattr(dop, "refine_low_rank", broken)
+    x, _, y = paper_data
+    est = RobustPCA(model="psd", random_state=0).fit(y)
+    assert est.refined_ is False
+    assert torch.equal(est.low_rank_, est.dop_low_rank_) and relative_error(est.low_rank_, x) < 0.1
+
+
+def test_sklearn_clone_and_random_state_objects(paper_data):
+    base = pytest.importorskip("sklearn.base")
+    est = RobustPCA(alpha=3.0, refine=False, max_iter=100)
+    twin = base.clone(est)
+    assert twin.get_params() == est.get_params() and twin is not est
+    _, _, y = paper_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = RobustPCA(refine=False, max_iter=100, random_state=np.random.RandomState(0)).fit(y).low_rank_
+        b = RobustPCA(refine=False, max_iter=100, random_state=np.random.RandomState(0)).fit(y).low_rank_
+    assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    ({"refine": "False"}, ValueError, "refine must be one of"),
+    ({"device": "gpu"}, ValueError, "device must be"),
+    ({"max_iter": 0}, ValueError, "max_iter must be a positive int"),
+    ({"random_state": -1}, ValueError, "random_state must be an int >= 0"),
+])
+def test_bad_parameters(kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        RobustPCA(**kwargs).fit(np.ones((4, 4)))

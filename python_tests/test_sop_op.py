@@ -9,24 +9,25 @@ from dopfast import ops, reference
 from dopfast.sop import SOPLoss
 
 
-def _batch(b, k, n, dtype=torch.float64, state=torch.float64, paper=False, seed=0, scale=0.5):
+def _batch(b, k, n, dtype=torch.float64, state=torch.float64, paper=False, seed=0, scale=0.5, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
     z = 3 * torch.randn(b, k, generator=gen, dtype=dtype)
     t = torch.randint(0, k, (b,), generator=gen)
     idx = torch.randperm(n, generator=gen)[:b]
     u = scale * torch.randn(n, k if paper else 1, generator=gen, dtype=state)
     v = scale * torch.randn(n, k, generator=gen, dtype=state)
-    return z, t, idx, u, v
+    return tuple(a.to(device) for a in (z, t, idx, u, v))
 
 
 @pytest.mark.parametrize("paper", [False, True], ids=["official", "paper"])
 @pytest.mark.parametrize("b,k", [(1, 2), (5, 10), (64, 37), (33, 100)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-def test_matches_reference(paper, b, k, dtype):
-    z, t, idx, u, v = _batch(b, k, 3 * b + 5, dtype=dtype, paper=paper, seed=b + k)
-    u_ref, v_ref = u.clone(), v.clone()
+def test_matches_reference(paper, b, k, dtype, device):
+    z, t, idx, u, v = _batch(b, k, 3 * b + 5, dtype=dtype, paper=paper, seed=b + k, device=device)
+    u_ref, v_ref = u.cpu().clone(), v.cpu().clone()
     loss, grad = ops.sop_loss_step_(z, t, idx, u, v, 0.3, 0.7, paper)
-    loss_ref, grad_ref = reference.sop_loss_step_(z, t, idx, u_ref, v_ref, 0.3, 0.7, paper)
+    loss_ref, grad_ref = reference.sop_loss_step_(z.cpu(), t.cpu(), idx.cpu(), u_ref, v_ref, 0.3, 0.7, paper)
+    loss, grad, u, v = loss.cpu(), grad.cpu(), u.cpu(), v.cpu()
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else {}
     assert loss.dtype == dtype and grad.dtype == dtype
     assert_close(loss, loss_ref.to(dtype), **tol)
@@ -94,17 +95,19 @@ def test_gradcheck_logits():
 @pytest.mark.parametrize("paper", [False, True], ids=["official", "paper"])
 @pytest.mark.parametrize("check", ["test_schema", "test_autograd_registration", "test_faketensor",
                                    "test_aot_dispatch_dynamic"])
-def test_opcheck(paper, check):
+def test_opcheck(paper, check, device):
     # One check per call on fresh inputs: the op steps u, v in place, so checks sharing inputs would see
-    # each other's updates.
+    # each other's updates. The autograd-registration check only looks at calls where an input requires grad.
     # (The empty batch's loss is NaN, which the AOT check's output comparison cannot match.)
     for b in (8, 0) if check != "test_aot_dispatch_dynamic" else (8,):
-        z, t, idx, u, v = _batch(b, 4, 20, paper=paper)
-        opcheck(torch.ops.dopfast.sop_loss_step_.default, (z, t, idx, u, v, 0.5, 0.5, paper), test_utils=(check,))
+        for grad in (False, True) if check == "test_autograd_registration" else (False,):
+            z, t, idx, u, v = _batch(b, 4, 20, paper=paper, device=device)
+            opcheck(torch.ops.dopfast.sop_loss_step_.default, (z.requires_grad_(grad), t, idx, u, v, 0.5, 0.5, paper),
+                    test_utils=(check,))
 
 
-def test_empty_batch_loss_is_nan():
-    z, t, idx, u, v = _batch(0, 4, 20)
+def test_empty_batch_loss_is_nan(device):
+    z, t, idx, u, v = _batch(0, 4, 20, device=device)
     loss, grad = ops.sop_loss_step_(z, t, idx, u, v, 1.0, 1.0)
     assert torch.isnan(loss) and grad.shape == (0, 4)
 
@@ -121,14 +124,16 @@ def test_reduced_precision_logits(dtype):
     assert_close(u, u_ref)
 
 
-def test_index_contract_errors():
-    z, t, idx, u, v = _batch(4, 3, 10)
+def test_index_contract_errors(device):
+    z, t, idx, u, v = _batch(4, 3, 10, device=device)
+    u0, v0 = u.clone(), v.clone()
     with pytest.raises(RuntimeError, match="index must be unique within a batch"):
-        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 1, 3]), u, v, 1.0, 1.0)
+        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 1, 3], device=device), u, v, 1.0, 1.0)
     with pytest.raises(RuntimeError, match=r"index must be sample indices in \[0, 10\), got 10"):
-        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 10, 3]), u, v, 1.0, 1.0)
+        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 10, 3], device=device), u, v, 1.0, 1.0)
     with pytest.raises(RuntimeError, match=r"targets must be class indices in \[0, 3\), got -1"):
-        ops.sop_loss_step_(z, torch.tensor([0, -1, 2, 1]), idx, u, v, 1.0, 1.0)
+        ops.sop_loss_step_(z, torch.tensor([0, -1, 2, 1], device=device), idx, u, v, 1.0, 1.0)
+    assert torch.equal(u, u0) and torch.equal(v, v0)  # checked before anything is written
     with pytest.raises(RuntimeError, match="targets must be an int64 tensor"):
         ops.sop_loss_step_(z, t.int(), idx, u, v, 1.0, 1.0)
     with pytest.raises(RuntimeError, match=r"u must have shape \(10, 1\) for the official variant"):

@@ -40,6 +40,8 @@ class Checkpoint:
 
     def check_writable(self) -> None:
         """Fail before the first iteration when the checkpoint could not be written later."""
+        if self.path.is_dir():
+            raise IsADirectoryError(f"restore: checkpoint {self.path} is a directory; give a file name")
         folder = self.path.parent
         if not folder.is_dir():
             raise FileNotFoundError(f"restore: the checkpoint's folder {folder} does not exist")
@@ -50,10 +52,13 @@ class Checkpoint:
         """The saved state; raises ValueError naming the file when it is unreadable or from another run."""
         try:
             state = torch.load(self.path, map_location=map_location, weights_only=True)
-        except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError) as exc:
+        except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, RuntimeError, OSError, KeyError,
+                ValueError) as exc:
             raise ValueError(f"restore: checkpoint {self.path} cannot be read as a dopfast checkpoint "
                              f"(truncated, corrupt, or not written by restore): {exc}") from exc
-        if not isinstance(state, dict) or "config" not in state or "iteration" not in state:
+        keys = ("config", "iteration", "net", "g", "h", "optimizers", "z0", "rng", "history")
+        if not isinstance(state, dict) or any(k not in state for k in keys) or not isinstance(
+                state["iteration"], int) or state["iteration"] < 0:
             raise ValueError(f"restore: {self.path} is not a dopfast restore checkpoint")
         if state["config"] != self.config:
             diff = {k: (state["config"].get(k), v) for k, v in self.config.items() if state["config"].get(k) != v}

@@ -53,6 +53,8 @@ def check_output(path: str, overwrite: bool) -> None:
     """Refuse an output that exists (without overwrite), whose folder is missing or unwritable, or whose
     extension no image writer knows."""
     out = Path(path)
+    if out.is_dir():
+        raise SystemExit(f"error: --out {path} is a directory; give an image file name")
     if out.suffix.lower() not in IMAGE_SUFFIXES:
         raise SystemExit(f"error: --out {path}: unknown image extension {out.suffix!r}; use one of "
                          f"{', '.join(IMAGE_SUFFIXES)}")
@@ -74,6 +76,9 @@ def run(args) -> int:
         raise SystemExit("error: --resume needs --checkpoint FILE (the run to continue)")
     if args.out:
         check_output(args.out, args.overwrite)
+        if args.checkpoint and Path(args.out).resolve() == Path(args.checkpoint).resolve():
+            raise SystemExit("error: --out and --checkpoint name the same file; the image would replace the "
+                             "checkpoint")
     if args.checkpoint and not Path(args.checkpoint).parent.is_dir():
         raise SystemExit(f"error: --checkpoint {args.checkpoint}: the folder {Path(args.checkpoint).parent} "
                          f"does not exist")

@@ -168,6 +168,12 @@ def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alp
     iters, width, checkpoint_every, eval_every = (_validate.integer("restore", name, value) for name, value in (
         ("iters", iters), ("width", width), ("checkpoint_every", checkpoint_every), ("eval_every", eval_every)))
     lr = _validate.real("restore", "lr", lr)
+    seed = _validate.integer("restore", "seed", seed, minimum=0)
+    levels = _validate.integer("restore", "levels", levels)
+    if 2**levels > max(32, 4 * max(y.shape[-2:])):
+        raise ValueError(f"restore: levels={levels} downsamples a {y.shape[-2]}×{y.shape[-1]} image to nothing "
+                         f"(the network input would be {2 ** (levels + 1)} pixels wide); use levels <= "
+                         f"{max(5, (4 * max(y.shape[-2:])).bit_length() - 1)}")
     alpha = default_alpha(y.numel(), lr) if alpha is None else _validate.real("restore", "alpha", alpha)
     clean_arr = None
     if clean is not None:
@@ -175,16 +181,16 @@ def restore(image, method: str = "dop", iters: int = 5000, width: int = 128, alp
         if clean_shape != shape:
             raise ValueError(f"restore: clean must have the image's shape {shape}, got {clean_shape}")
         clean_arr = np.asarray(clean, dtype=np.float64)
-    device = torch.device(device or "cpu")
+    device = _validate.device("restore", "device", device or "cpu")
     ckpt = None
     if checkpoint is not None:
         config = {"method": method, "width": width, "alpha": alpha, "lr": lr, "shape": list(shape), "seed": seed,
                   "skip": skip, "levels": levels, "image": image_digest(image)}
         ckpt = Checkpoint(checkpoint, config)
+        ckpt.check_writable()
         if ckpt.exists() and not resume:
             raise FileExistsError(f"restore: checkpoint {ckpt.path} exists; pass resume=True to continue from it, "
                                   f"or choose another path")
-        ckpt.check_writable()
     elif resume:
         raise ValueError("restore: resume=True needs checkpoint= (the file to continue from)")
 

@@ -92,6 +92,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     yn = y / scale.view(-1, 1, 1)
     spec = torch.linalg.matrix_norm(yn, ord=2)
     std = init_scale * torch.sqrt(spec / max(m, n)).clamp_min(1e-30)
+    std = torch.where(zero, torch.zeros_like(std), std)  # a zero problem's answer is exactly zero
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def noise(*shape):

@@ -48,7 +48,8 @@ class RobustPCA:
         "convex": the same program through cvxpy (small matrices only).
     model : "auto" | "psd" | "general"
         "psd": ``X = U Uᵀ`` (the paper's model; square Y, need not be symmetric); "general": ``X = U Vᵀ``;
-        "auto": "psd" for square symmetric Y, else "general".
+        "auto": "psd" for square symmetric Y whose largest eigenvalue outweighs its most negative one (a
+        positive semidefinite part dominates), else "general".
     alpha : float, default √max(m, n)
         Learning-rate ratio for g, h; the equivalent convex problem has ``λ = 1/alpha``.
     step : float, optional
@@ -122,6 +123,8 @@ class RobustPCA:
         """The checked parameters, as plain Python values."""
         _validate.choice(_OWNER, "method", self.method, METHODS)
         _validate.choice(_OWNER, "model", self.model, MODELS)
+        _validate.choice(_OWNER, "refine", self.refine, (True, False))
+        _validate.choice(_OWNER, "verbose", self.verbose, (True, False))
         return {
             "alpha": _validate.real(_OWNER, "alpha", self.alpha, allow_none=True),
             "step": _validate.real(_OWNER, "step", self.step, allow_none=True),
@@ -168,11 +171,13 @@ class RobustPCA:
         if t.numel() == 0:
             raise ValueError(f"RobustPCA.fit: Y is empty (shape {tuple(t.shape)})")
         dtype = self._dtype(t)
-        device = torch.device(self.device) if self.device is not None else t.device
+        device = _validate.device(_OWNER, "device", self.device) if self.device is not None else t.device
         info = _InputInfo(is_torch, t.device, t.dtype if is_torch and t.is_floating_point() else None, t.dim() == 3)
-        t = t.to(device=device, dtype=dtype)
         if not bool(torch.isfinite(t).all()):
             raise ValueError("RobustPCA.fit: Y contains NaN or infinite entries")
+        t = t.to(device=device, dtype=dtype)
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError(f"RobustPCA.fit: Y's entries overflow {dtype}; pass dtype='float64'")
         return (t if t.dim() == 3 else t.unsqueeze(0)), info
 
     @staticmethod
@@ -194,15 +199,26 @@ class RobustPCA:
         peak = y.abs().amax((-2, -1), keepdim=True)
         yn = y / torch.where(peak > 0, peak, torch.ones_like(peak))  # no overflow in the norms below
         sym = torch.linalg.matrix_norm(yn - yn.mT) <= 1e-10 * torch.linalg.matrix_norm(yn)
-        return "psd" if bool(sym.all()) else "general"
+        if not bool(sym.all()):
+            return "general"
+        # U Uᵀ can only fit a positive semidefinite low-rank part: symmetric data whose most negative eigenvalue
+        # outweighs its largest positive one (e.g. a negative definite matrix) is not of that kind.
+        eig = torch.linalg.eigvalsh(0.5 * (yn + yn.mT))
+        return "psd" if bool((eig[:, -1] >= -eig[:, 0]).all()) else "general"
 
     def _generator(self) -> torch.Generator:
+        """The initialisation's generator from random_state: None, an int, or a NumPy RandomState / Generator
+        (scikit-learn's convention; one seed is drawn from it)."""
         seed = self.random_state
         if seed is None:
             seed = int(np.random.SeedSequence().entropy % (2**63))
+        elif isinstance(seed, np.random.RandomState):
+            seed = int(seed.randint(0, 2**31 - 1))
+        elif isinstance(seed, np.random.Generator):
+            seed = int(seed.integers(0, 2**63 - 1))
         else:
             seed = _validate.integer(_OWNER, "random_state", seed, minimum=0)
-        return torch.Generator(device="cpu").manual_seed(seed)
+        return torch.Generator(device="cpu").manual_seed(seed % 2**63)
 
     # ------------------------------------------------------------------------------------------------
     def fit(self, X, y=None):

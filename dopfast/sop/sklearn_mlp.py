@@ -33,7 +33,8 @@ class TorchMLPClassifier(ClassifierMixin, BaseEstimator):
 
         def loss_fn(logits, targets, idx):
             losses = torch.nn.functional.cross_entropy(logits, targets, reduction="none")
-            return losses.mean() if w is None else (losses * w[idx]).sum() / w[idx].sum()
+            # A batch whose weights are all 0 contributes nothing (not 0/0 = NaN in every parameter).
+            return losses.mean() if w is None else (losses * w[idx]).sum() / w[idx].sum().clamp_min(1e-12)
 
         sgd_epochs(self.model_, x, t, loss_fn, epochs=self.epochs, batch_size=self.batch_size, lr=self.lr,
                    weight_decay=self.weight_decay, seed=self.seed)

@@ -119,7 +119,8 @@ def train(dataset: str = "digits", noise: str = "sym:0.4", loss: str = "sop", ep
     epochs = _validate.integer("train", "epochs", epochs)
     batch_size = _validate.integer("train", "batch_size", batch_size)
     lr = _validate.real("train", "lr", lr)
-    device = torch.device(device or "cpu")
+    device = _validate.device("train", "device", device or "cpu")
+    seed = _validate.integer("train", "seed", seed, minimum=0)
     torch.manual_seed(seed)
     noisy_mask = None
     if data is None:
@@ -131,11 +132,13 @@ def train(dataset: str = "digits", noise: str = "sym:0.4", loss: str = "sop", ep
     else:
         x_tr, y_noisy, x_te, y_te = data
     k = int(max(y_noisy.max(), y_te.max())) + 1
-    xt = torch.as_tensor(x_tr, device=device)
+    xt = torch.as_tensor(np.asarray(x_tr, dtype=np.float32), device=device)
     yt = torch.as_tensor(y_noisy, device=device)
-    xv = torch.as_tensor(x_te, device=device)
+    xv = torch.as_tensor(np.asarray(x_te, dtype=np.float32), device=device)
     yv = torch.as_tensor(y_te, device=device)
     n = len(xt)
+    if n == 0 or len(yt) != n:
+        raise ValueError(f"train: {n} training samples and {len(yt)} labels; need as many labels as samples (> 0)")
     model = make_mlp(xt.shape[1], k, hidden).to(device)
     criterion = make_criterion(loss, n, k, seed=seed, **(SOP_DEFAULTS | (sop_kw or {})) if loss == "sop" else {})
     criterion = criterion.to(device)
@@ -147,6 +150,9 @@ def train(dataset: str = "digits", noise: str = "sym:0.4", loss: str = "sop", ep
         bar = tqdm(total=epochs, desc=f"{dataset} {noise} {loss}", unit="epoch")
 
     def on_epoch(epoch, train_loss):
+        if not np.isfinite(train_loss):
+            raise FloatingPointError(f"train: the training loss became {train_loss} in epoch {epoch + 1}; lower lr "
+                                     f"(now {lr})")
         acc = evaluate(model, xv, yv)
         history.append({"epoch": epoch + 1, "train_loss": train_loss, "test_accuracy": acc})
         if bar is not None:

@@ -31,6 +31,17 @@ lint: $(SETUP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/clang-format --dry-run --Werror $(CXX_SOURCES)
 
+# On a machine with a GPU and its own Python/torch (no .venv; it reaches no package registry): build against
+# that torch, run every test with the CUDA ones included (slow ones too), then the --device cuda benchmarks,
+# whose tables replace the GPU section of bench/RESULTS.md. Without a GPU it builds, the CUDA tests skip,
+# and the benchmark step says so.
+GPU_PYTHON ?= python3
+gpu-check:
+	$(GPU_PYTHON) -m pip install -q --no-build-isolation -e .
+	$(GPU_PYTHON) -c "import torch, dopfast; print(dopfast.build_info())"
+	$(GPU_PYTHON) -m pytest -q -m "" -rs python_tests
+	$(GPU_PYTHON) bench/gpu_report.py
+
 test-all: $(BUILT)
 	$(VPY) -m pytest -q -m ""
 

@@ -1,6 +1,9 @@
 """CUDA kernels against the CPU kernels (parity). Skipped without a GPU and dopfast's CUDA kernels."""
 
 import math
+import subprocess
+import sys
+import textwrap
 
 import pytest
 import torch
@@ -16,8 +19,10 @@ pytestmark = needs_cuda
 @pytest.mark.parametrize("offset", [0, 1])  # offset 1: misaligned storage, scalar path
 def test_residual_step_parity(numel, offset, dtype):
     x, g, h, y = (t[offset:] for t in make_tensors(4, (numel + offset,), dtype, "cpu"))
-    gc, hc = g.cuda(), h.cuda()
-    r, loss = ops.residual_step_(x.cuda(), gc, hc, y.cuda(), 1e-2)
+    # The GPU copies are sliced on the device, so offset 1 really is misaligned there (.cuda() would realign).
+    xc, gc, hc, yc = (t.cuda()[offset:] for t in make_tensors(4, (numel + offset,), dtype, "cpu"))
+    assert offset == 0 or gc.data_ptr() % 16 != 0
+    r, loss = ops.residual_step_(xc, gc, hc, yc, 1e-2)
     r_cpu, loss_cpu = ops.residual_step_(x, g, h, y, 1e-2)
     tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else {}
     assert_close(r.cpu(), r_cpu, **tol)
@@ -126,3 +131,117 @@ def test_64bit_indexing():
     assert_close(r[-5:].cpu(), 1 - torch.arange(5.0))
     assert_close(r[:3].cpu(), torch.ones(3))
     assert math.isclose(loss.item(), 0.25 * (n - 5 + (1 + 0 + 1 + 4 + 9)), rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["official", "paper"])
+@pytest.mark.parametrize("logits_dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("state_dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b,k", [(0, 10), (5, 2), (13, 10), (64, 37), (9, 1000)])
+@pytest.mark.parametrize("lr", [0.0, 0.7])
+def test_sop_parity(paper, logits_dtype, state_dtype, b, k, lr):
+    gen = torch.Generator().manual_seed(b * 7 + k)
+    n = 2 * b + 3
+    z = (3 * torch.randn(b, k, generator=gen)).to(logits_dtype)
+    t = torch.randint(0, k, (b,), generator=gen)
+    idx = torch.randperm(n, generator=gen)[:b]
+    u = 0.5 * torch.randn(n, k if paper else 1, generator=gen, dtype=state_dtype)
+    v = 0.5 * torch.randn(n, k, generator=gen, dtype=state_dtype)
+    ug, vg = u.cuda(), v.cuda()
+    loss_g, grad_g = ops.sop_loss_step_(z.cuda(), t.cuda(), idx.cuda(), ug, vg, lr, 3 * lr, paper)
+    loss_c, grad_c = ops.sop_loss_step_(z, t, idx, u, v, lr, 3 * lr, paper)
+    low = logits_dtype in (torch.float16, torch.bfloat16)
+    tol = dict(rtol=2e-2, atol=2e-3) if low else dict(rtol=1e-5, atol=1e-6)
+    assert loss_g.dtype == loss_c.dtype and grad_g.dtype == grad_c.dtype == logits_dtype
+    assert_close(loss_g.cpu(), loss_c, equal_nan=True, **tol)
+    assert_close(grad_g.cpu().float(), grad_c.float(), **tol)
+    assert_close(ug.cpu(), u, **tol)
+    assert_close(vg.cpu(), v, **tol)
+
+
+def test_sop_index_contract_on_cuda():
+    z = torch.randn(4, 3, device="cuda")
+    u, v = torch.zeros(10, 1, device="cuda"), torch.zeros(10, 3, device="cuda")
+    t = torch.tensor([0, 1, 2, 0], device="cuda")
+    with pytest.raises(RuntimeError, match="index must be unique within a batch"):
+        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 1, 3], device="cuda"), u, v, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match=r"index must be sample indices in \[0, 10\), got 10"):
+        ops.sop_loss_step_(z, t, torch.tensor([1, 2, 10, 3], device="cuda"), u, v, 1.0, 1.0)
+    with pytest.raises(RuntimeError, match=r"targets must be class indices in \[0, 3\), got 5"):
+        ops.sop_loss_step_(z, torch.tensor([0, 5, 2, 0], device="cuda"), torch.arange(4, device="cuda"), u, v, 1, 1)
+    torch.cuda.synchronize()  # the context is still usable
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("n", [30, 150])  # one-block kernel, ATen loop
+def test_batch_stops_per_problem_like_the_cpu(dtype, n):
+    batch = 4
+    gen = torch.Generator().manual_seed(n)
+    ys = []
+    for b in range(batch):  # problems that converge at different steps
+        _, _, y = rpca_instance(n, 2, 0.05 * b, dtype=dtype, seed=b)
+        ys.append(y / torch.linalg.matrix_norm(y, ord=2))
+    y = torch.stack(ys)
+    u0 = 0.1 * torch.randn(batch, n, 4, generator=gen, dtype=dtype)
+    g0 = 0.01 * torch.randn(batch, n, n, generator=gen, dtype=dtype)
+    args = (0.2, math.sqrt(n), 3000, 1e-5)
+    cpu = ops.rpca_dop_solve(y, u0, g0, g0.clone(), *args)
+    gpu = ops.rpca_dop_solve(y.cuda(), u0.cuda(), g0.cuda(), g0.cuda(), *args)
+    if dtype == torch.float64:
+        assert torch.equal(gpu.n_iter.cpu(), cpu.n_iter)
+    else:  # float32 sums run in different orders: the stopping step may differ by one
+        assert (gpu.n_iter.cpu() - cpu.n_iter).abs().max() <= 1
+    assert len(set(cpu.n_iter.tolist())) > 1  # the problems did stop at different steps
+    tol = dict(rtol=1e-3, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-8, atol=1e-10)
+    for b in range(batch):
+        if int(gpu.n_iter[b]) == int(cpu.n_iter[b]):
+            assert_close(gpu.u[b].cpu(), cpu.u[b], **tol)
+
+
+@pytest.mark.parametrize("n", [10, 150])
+def test_divergence_keeps_the_same_state_as_the_cpu(n):
+    y = torch.full((n, n), -1.5e19, dtype=torch.float32)
+    u0 = torch.full((n, 2), 0.5)
+    g0 = torch.full((n, n), 0.1)
+    cpu = ops.rpca_dop_solve(y, u0, g0, g0.clone(), 1e-3, 1.0, 5, 1e-6)
+    gpu = ops.rpca_dop_solve(y.cuda(), u0.cuda(), g0.cuda(), g0.cuda(), 1e-3, 1.0, 5, 1e-6)
+    assert int(gpu.n_iter) == int(cpu.n_iter) == 1
+    for a, b in zip((gpu.u, gpu.g, gpu.h, gpu.losses), (cpu.u, cpu.g, cpu.h, cpu.losses)):
+        assert_close(a.cpu(), b, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype,n", [(torch.float32, 64), (torch.float64, 45), (torch.float32, 63),
+                                     (torch.float64, 46)])
+def test_shared_memory_boundary_in_a_fresh_process(dtype, n):
+    # Requests just above 48 KiB (less the kernel's static shared memory) used to fail to launch.
+    code = textwrap.dedent(f"""
+        import torch, dopfast
+        from dopfast import ops
+        dt = {dtype}
+        gen = torch.Generator().manual_seed(0)
+        y = torch.randn({n}, {n}, generator=gen, dtype=dt)
+        u0, g0 = (0.1 * torch.randn({n}, {n}, generator=gen, dtype=dt) for _ in range(2))
+        c = ops.rpca_dop_solve(y, u0, g0, g0.clone(), 1e-3, 2.0, 20)
+        g = ops.rpca_dop_solve(y.cuda(), u0.cuda(), g0.cuda(), g0.cuda(), 1e-3, 2.0, 20)
+        torch.testing.assert_close(g.u.cpu(), c.u, rtol=1e-4, atol=1e-6)
+        print("ok")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def test_non_default_stream_and_second_device():
+    x, g, h, y = make_tensors(4, (1000,), torch.float32, "cuda")
+    side = torch.cuda.Stream()
+    g_ref, h_ref = g.clone(), h.clone()
+    r_ref, loss_ref = ops.residual_step_(x, g_ref, h_ref, y, 1e-2)
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        r, loss = ops.residual_step_(x, g, h, y, 1e-2)
+    torch.cuda.current_stream().wait_stream(side)
+    assert_close(r, r_ref)
+    assert_close(loss, loss_ref)
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs a second GPU for the cuda:1 half")
+    x1, g1, h1, y1 = (t.to("cuda:1") for t in (x, g_ref.clone(), h_ref.clone(), y))
+    r1, _ = ops.residual_step_(x1, g1, h1, y1, 1e-2)
+    assert r1.device == torch.device("cuda:1")

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+pytest.importorskip("sklearn")  # the pipeline's data and cleanlab wrapper need scikit-learn
+
 from dopfast.sop.baselines import ELRLoss, GCELoss, SCELoss
 from dopfast.sop.data import DIGIT_FLIPS, add_label_noise, load_classification, parse_noise
 from dopfast.sop.sklearn_mlp import TorchMLPClassifier

@@ -81,7 +81,11 @@ class _DopResidualBackward(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_gg, grad_gh):
-        return _dop_residual_backward_bwd(ctx, grad_gg, grad_gh)
+        grad, g, h = ctx.saved_tensors
+        grad_gg = torch.zeros_like(g) if grad_gg is None else grad_gg
+        grad_gh = torch.zeros_like(h) if grad_gh is None else grad_gh
+        # grad_g = 2 g d, grad_h = -2 h d
+        return 2 * (g * grad_gg - h * grad_gh), 2 * grad * grad_gg, -2 * grad * grad_gh
 
     @staticmethod
     def vmap(info, in_dims, grad, g, h):
@@ -277,39 +281,10 @@ def _(logits, targets, index, u, v, lr_u, lr_v, paper):
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Autograd: dop_residual's backward is its own op (with a fused kernel); that op's own backward (for double
-# backward) is written with plain torch ops.
+# Autograd of the ops themselves (torch.ops.dopfast.*): the same backward functions as the autograd.Functions
+# above. dop_residual's backward is its own op (fused kernel); that op's own backward is plain torch ops.
 
-
-def _dop_residual_setup(ctx, inputs, output):
-    _, g, h, _ = inputs
-    ctx.save_for_backward(g, h)
-
-
-def _dop_residual_bwd(ctx, grad):
-    g, h = ctx.saved_tensors
-    need_x, need_g, need_h, need_y = ctx.needs_input_grad
-    grad_g = grad_h = None
-    if need_g or need_h:
-        grad_g, grad_h = _ops.dop_residual_backward(grad, g, h)
-    return (grad if need_x else None, grad_g if need_g else None, grad_h if need_h else None,
-            -grad if need_y else None)
-
-
-torch.library.register_autograd("dopfast::dop_residual", _dop_residual_bwd, setup_context=_dop_residual_setup)
-
-
-def _dop_residual_backward_setup(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _dop_residual_backward_bwd(ctx, grad_gg, grad_gh):
-    grad, g, h = ctx.saved_tensors
-    grad_gg = torch.zeros_like(g) if grad_gg is None else grad_gg
-    grad_gh = torch.zeros_like(h) if grad_gh is None else grad_gh
-    # grad_g = 2 g d, grad_h = -2 h d
-    return 2 * (g * grad_gg - h * grad_gh), 2 * grad * grad_gg, -2 * grad * grad_gh
-
-
-torch.library.register_autograd("dopfast::dop_residual_backward", _dop_residual_backward_bwd,
-                                setup_context=_dop_residual_backward_setup)
+torch.library.register_autograd("dopfast::dop_residual", _DopResidual.backward,
+                                setup_context=_DopResidual.setup_context)
+torch.library.register_autograd("dopfast::dop_residual_backward", _DopResidualBackward.backward,
+                                setup_context=_DopResidualBackward.setup_context)

@@ -236,3 +236,26 @@ def test_sklearn_clone_and_random_state_objects(paper_data):
 def test_bad_parameters(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         RobustPCA(**kwargs).fit(np.ones((4, 4)))
+
+
+@pytest.mark.parametrize("rank,p,max_iter", [(5, 0.1, 60), (5, 0.1, 250), (20, 0.45, 1000), (15, 0.3, 300)])
+def test_refinement_is_certified_or_refused_never_worse(rank, p, max_iter):
+    # Stopped early or beyond the recoverable region, the refit is either certified (then it is the truth to
+    # ~1e-12) or refused (then the DOP estimate is returned as it is): never a worse estimate than DOP's.
+    x, _, y = rpca_problem(50, rank, p, seed=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = RobustPCA(model="psd", random_state=1, max_iter=max_iter).fit(y)
+    err, dop_err = relative_error(est.low_rank_, x), relative_error(est.dop_low_rank_, x)
+    if est.refined_:
+        assert err < 1e-8, (err, dop_err)
+    else:
+        assert torch.equal(est.low_rank_, est.dop_low_rank_)
+    assert err <= dop_err
+
+
+def test_dop_stops_once_the_refinement_is_certified(paper_data):
+    x, _, y = paper_data
+    est = RobustPCA(model="psd", random_state=0).fit(y)
+    assert est.refined_ and est.converged_ and est.n_iter_ < 2000  # DOP alone needs 5,500 steps to tol=1e-3
+    assert relative_error(est.low_rank_, x) < 1e-10

@@ -31,6 +31,8 @@ from .refine import refine_low_rank
 
 STEP_FRACTION = 0.25
 CHUNK = 500
+REFINE_FIRST = 100  # first step count at which a refinement is attempted (then 200, 400, ...)
+REFINE_START = 0.05  # ... once the relative residual ||X + s - Y|| / ||Y|| is below this
 
 
 @dataclass
@@ -108,6 +110,8 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     converged = zero.cpu().numpy().copy()
     active = torch.arange(b)[~zero.cpu()]
     first_loss = torch.full((b,), math.nan, dtype=torch.float64)
+    certified: dict[int, object] = {}  # problem -> accepted Refinement (normalised units)
+    next_try = np.full(b, REFINE_FIRST, dtype=np.int64)  # step counts at which a refinement is attempted
     bar = None
     if verbose:
         from tqdm.auto import tqdm
@@ -116,6 +120,8 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
         done = 0
         while done < max_iter and active.numel():
             steps = min(CHUNK, max_iter - done)
+            if refine:  # end the chunk where a refinement is due
+                steps = max(1, min(steps, int(next_try[active.numpy()].min()) - done))
             ya = yn[active]
             if psd:
                 sol = ops.rpca_dop_solve(ya, u[active], g[active], h[active], tau, alpha, steps)
@@ -134,6 +140,18 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             n_iter[active.numpy()] = done
             rel = (4 * chunk_losses[:, -1]).sqrt() / y_norm[active].clamp_min(1e-300)
             finished = rel <= tol
+            if refine:
+                # DOP runs only as long as the refinement needs: once the residual is small, try to certify a
+                # refit (at geometrically spaced steps); a certified problem is done.
+                for j, i in enumerate(active.tolist()):
+                    if finished[j] or done < next_try[i] or rel[j] > REFINE_START:
+                        continue
+                    next_try[i] = 2 * done
+                    x_i = u[i] @ (u[i] if psd else v[i]).mT
+                    attempt = _try_refine(yn[i], x_i, psd, k, quick=True)
+                    if attempt is not None and attempt.accepted:
+                        certified[i] = attempt
+                        finished[j] = True
             converged[active[finished].numpy()] = True
             if bar is not None:
                 bar.update(steps)
@@ -150,12 +168,28 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                  loss_curve=(losses * scale.cpu().double().view(-1, 1) ** 2).numpy(),
                  step=(tau / scale.cpu().double()).numpy(), rank=None, refined=None)
     if refine:
-        _refine(fit, yn, xn, sc, 1.0 / alpha, psd, k, zero)
+        _refine(fit, yn, xn, sc, psd, k, zero, certified)
     return fit
 
 
-def _refine(fit: DopFit, yn: Tensor, xn: Tensor, sc: Tensor, lam: float, psd: bool, k: int, zero: Tensor) -> None:
-    """Refine each problem on its normalised data; a failed refinement keeps the DOP estimate."""
+def _try_refine(y: Tensor, x: Tensor, psd: bool, k: int, quick: bool):
+    """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
+    stands). A quick attempt (during DOP) has a smaller sweep budget: it is retried later anyway."""
+    budget = dict(max_outer=6, max_sweeps=40) if quick else {}
+    # In float64 whatever the DOP phase ran in; "exact" is judged at the data's own precision (float32 data
+    # carries rounding errors of ~1e-7 that no low-rank matrix fits).
+    fit_tol = max(1e-9, 64 * torch.finfo(y.dtype).eps)
+    try:
+        r = refine_low_rank(y.double(), x.double(), psd, max_rank=k, fit_tol=fit_tol, **budget)
+    except (torch.linalg.LinAlgError, RuntimeError):
+        return None  # e.g. a singular least-squares system
+    r.low_rank = r.low_rank.to(y.dtype)
+    return r
+
+
+def _refine(fit: DopFit, yn: Tensor, xn: Tensor, sc: Tensor, psd: bool, k: int, zero: Tensor,
+            certified: dict) -> None:
+    """The refinement of every problem: certified during DOP, or attempted once more on the final iterate."""
     b = yn.shape[0]
     fit.rank = np.zeros(b, dtype=np.int64)
     fit.refined = np.zeros(b, dtype=bool)
@@ -163,10 +197,9 @@ def _refine(fit: DopFit, yn: Tensor, xn: Tensor, sc: Tensor, lam: float, psd: bo
     for i in range(b):
         if bool(zero[i]):
             continue
-        try:
-            r = refine_low_rank(yn[i], xn[i], lam, psd, max_rank=k)
-        except (torch.linalg.LinAlgError, RuntimeError):
-            continue  # e.g. a singular least-squares system: the DOP estimate stands
+        r = certified.get(i) or _try_refine(yn[i], xn[i], psd, k, quick=False)
+        if r is None:
+            continue
         fit.rank[i] = r.rank
         if r.accepted and bool(torch.isfinite(r.low_rank).all()):
             low[i] = r.low_rank * sc[i]

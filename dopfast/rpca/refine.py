@@ -13,17 +13,24 @@ squares (each row of U, then of V, is an r̂ × r̂ least-squares problem), re-r
 residuals (clean residuals fall to ~1e-12, corruptions keep their size) and repeats until the support stops
 changing. On exactly recoverable data this reaches the truth to ~1e-11.
 
-It is accepted only with a certificate, otherwise the DOP estimate is kept:
+It is accepted only with a certificate that the refit gives itself, never by comparison with the DOP iterate
+(a lower convex objective than an unconverged iterate certifies nothing):
 
-- the refit is exact on the clean entries (relative residual ≤ ``fit_tol``) and those entries over-determine
-  the rank-r̂ matrix (every row and column keeps more than r̂ clean entries, and there are more clean
-  entries than r̂(m + n − r̂) + max(m, n) unknowns + slack), which a wrong low-rank matrix cannot satisfy for
-  generic data; or
-- it lowers the convex objective ``‖X‖* + λ‖Y − X‖₁`` that DOP minimises implicitly.
+- the refit is exact on the clean entries (relative residual ≤ ``fit_tol``);
+- those entries over-determine the rank-r̂ matrix: every row and column keeps more than r̂ of them, and there
+  are more than r̂(m + n − r̂) + max(m, n) (the unknowns plus slack) — for generic data a wrong low-rank
+  matrix cannot fit that many entries exactly;
+- the support is stable (re-reading it from the refit's residuals gives the same clean set) and consistent
+  with the residual: every entry left out of the clean set has a residual at least ``gap`` times the largest
+  clean one, so no entry sits on the fence.
+
+Without a certificate the DOP estimate is kept; :func:`dopfast.rpca.fit_dop` then runs DOP further and tries
+again.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -75,12 +82,9 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, max_sweeps: int, tol: f
     return u, v, sweeps
 
 
-def convex_objective(x: Tensor, y: Tensor, lam: float) -> float:
-    return float(torch.linalg.matrix_norm(x, "nuc") + lam * (y - x).abs().sum())
-
-
-def refine_low_rank(y: Tensor, x_dop: Tensor, lam: float, psd: bool, max_rank: int | None = None,
-                    max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9) -> Refinement:
+def refine_low_rank(y: Tensor, x_dop: Tensor, psd: bool, max_rank: int | None = None,
+                    max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9,
+                    gap: float = 100.0) -> Refinement:
     """Refine DOP's low-rank estimate ``x_dop`` of ``y`` (one matrix). See the module docstring."""
     m, n = y.shape
     max_rank = min(m, n) - 1 if max_rank is None else min(max_rank, min(m, n) - 1)
@@ -97,6 +101,7 @@ def refine_low_rank(y: Tensor, x_dop: Tensor, lam: float, psd: bool, max_rank: i
     clean = res <= threshold
     scale = float(y.abs().max())
     total_sweeps = 0
+    stable = False
     need = min(r + 2, m, n)
     for _ in range(max_outer):
         # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
@@ -110,18 +115,25 @@ def refine_low_rank(y: Tensor, x_dop: Tensor, lam: float, psd: bool, max_rank: i
         # corruption still pulling the fit cannot make many clean entries look corrupted at once.
         threshold = max(10 * float(res[clean].median()) / 0.6745 + 1e-12 * scale, 0.1 * threshold)
         new_clean = res <= threshold
-        if torch.equal(new_clean, clean):
+        stable = torch.equal(new_clean, clean)
+        if stable:
             break
         clean = new_clean
     x = u @ v.mT
     if psd:
         w, q = torch.linalg.eigh(0.5 * (x + x.mT))
         x = (q * w.clamp_min(0)) @ q.mT
+    res = (y - x).abs()
     fit = float(torch.linalg.matrix_norm((y - x) * clean)) / max(float(torch.linalg.matrix_norm(y * clean)), 1e-300)
     unknowns = r * (m + n - r)
-    determined = int(clean.sum()) > unknowns + max(m, n) and int(clean.sum(1).min()) > r and int(clean.sum(0).min()) > r
-    if fit <= fit_tol and determined:
-        return Refinement(x, r, True, "exact fit on an over-determined clean set", total_sweeps)
-    if convex_objective(x, y, lam) <= convex_objective(x_dop, y, lam):
-        return Refinement(x, r, True, "lower convex objective", total_sweeps)
-    return Refinement(x_dop, r, False, f"no certificate (clean-entry residual {fit:.1e})", total_sweeps)
+    count = int(clean.sum())
+    determined = count > unknowns + max(m, n) and int(clean.sum(1).min()) > r and int(clean.sum(0).min()) > r
+    largest_clean = float(res[clean].max()) if count else 0.0
+    smallest_flagged = float(res[~clean].min()) if count < m * n else math.inf
+    consistent = stable and smallest_flagged >= gap * max(largest_clean, 1e-300)
+    if fit <= fit_tol and determined and consistent:
+        return Refinement(x, r, True, "exact fit on an over-determined, stable and separated clean set", total_sweeps)
+    why = (f"clean-entry residual {fit:.1e}" if fit > fit_tol else "clean set not over-determined" if not determined
+           else "support not stable" if not stable else
+           f"support not separated (flagged residual {smallest_flagged:.1e} vs clean {largest_clean:.1e})")
+    return Refinement(x_dop, r, False, f"no certificate ({why})", total_sweeps)

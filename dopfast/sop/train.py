@@ -59,6 +59,32 @@ def make_criterion(loss: str, num_samples: int, num_classes: int, seed: int = 0,
     raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
 
 
+def prepare_arrays(X, y, owner: str):
+    """A user's training arrays, checked and made ready: ``(x float32 standardised, labels 0..K−1 int64,
+    classes, (mean, std))`` with ``classes[labels] == y``."""
+    x = np.asarray(X)
+    labels = np.asarray(y)
+    if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise TypeError(f"{owner}: X must be a numeric array, got dtype {x.dtype}")
+    if x.ndim != 2 or len(x) == 0:
+        raise ValueError(f"{owner}: X must be a non-empty (samples, features) array, got shape {x.shape}")
+    if labels.ndim != 1 or len(labels) != len(x):
+        raise ValueError(f"{owner}: y must have one label per sample of X ({len(x)}), got shape {labels.shape}")
+    if not np.isfinite(x.astype(np.float64)).all():
+        raise ValueError(f"{owner}: X contains NaN or infinite values")
+    if labels.dtype == object or not (np.issubdtype(labels.dtype, np.integer) or (
+            np.issubdtype(labels.dtype, np.floating) and np.all(np.isfinite(labels))
+            and np.all(labels == np.round(labels)))):
+        raise ValueError(f"{owner}: y must hold integer class labels, got dtype {labels.dtype}")
+    classes, index = np.unique(labels.astype(np.int64), return_inverse=True)
+    if len(classes) < 2:
+        raise ValueError(f"{owner}: y must hold at least two classes, got only {classes.tolist()}")
+    x = x.astype(np.float64)
+    mean, std = x.mean(0), x.std(0)
+    std = np.where(std > 0, std, 1.0)
+    return ((x - mean) / std).astype(np.float32), index.astype(np.int64), classes, (mean, std)
+
+
 def split(x: np.ndarray, y: np.ndarray, test_size: float, seed: int):
     from sklearn.model_selection import train_test_split
 
@@ -106,8 +132,12 @@ def sgd_epochs(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn, *, e
 def train(dataset: str = "digits", noise: str = "sym:0.4", loss: str = "sop", epochs: int = 100,
           batch_size: int = 128, lr: float = 0.1, weight_decay: float = 0.0, schedule: str = "constant",
           hidden=(256, 256), test_size: float = 0.3, seed: int = 0, device=None, verbose: bool = False,
-          data=None, sop_kw: dict | None = None) -> TrainResult:
+          data=None, sop_kw: dict | None = None, X_test=None, y_test=None) -> TrainResult:
     """Train an MLP on ``dataset`` whose training labels carry ``noise``; returns clean test accuracy.
+
+    ``train(X, y, loss, ...)`` trains on the caller's own arrays instead (features standardised, labels any
+    integers): all of them when ``test_size=0``, else a stratified split; or on all of them with the accuracy
+    measured on ``X_test, y_test``. ``hidden=()`` is a linear model.
 
     The defaults (SGD with momentum 0.9, constant lr 0.1, no weight decay, 100 epochs) let a network fit the
     noisy labels, the regime noisy-label methods are evaluated in (plain CE: 0.71 on digits at 40% noise).
@@ -123,7 +153,25 @@ def train(dataset: str = "digits", noise: str = "sym:0.4", loss: str = "sop", ep
     seed = _validate.integer("train", "seed", seed, minimum=0)
     torch.manual_seed(seed)
     noisy_mask = None
-    if data is None:
+    if not isinstance(dataset, str):  # the caller's arrays: train(X, y, ...)
+        x, y_all, classes, (mean, std) = prepare_arrays(dataset, noise, "train")
+        if X_test is not None:
+            x_te = ((np.asarray(X_test, dtype=np.float64) - mean) / std).astype(np.float32)
+            lookup = {c: i for i, c in enumerate(classes.tolist())}
+            y_test = np.asarray(y_test)
+            if len(x_te) != len(y_test) or x_te.ndim != 2 or x_te.shape[1] != x.shape[1]:
+                raise ValueError(f"train: X_test must be (samples, {x.shape[1]}) with one label each in y_test")
+            unknown = sorted(set(y_test.tolist()) - set(lookup))
+            if unknown:
+                raise ValueError(f"train: y_test has classes not in y: {unknown[:5]}")
+            x_tr, y_noisy, y_te = x, y_all, np.array([lookup[c] for c in y_test.tolist()], dtype=np.int64)
+        elif test_size > 0:
+            x_tr, x_te, y_noisy, y_te = split(x, y_all, test_size, seed)
+        else:
+            x_tr, y_noisy, x_te, y_te = x, y_all, x[:0], y_all[:0]
+        noise = "the caller's labels"
+        dataset = "arrays"
+    elif data is None:
         kind, rate = parse_noise(noise)
         x, y = load_classification(dataset)
         x_tr, x_te, y_tr, y_te = split(x, y, test_size, seed)
@@ -131,7 +179,7 @@ def train(dataset: str = "digits", noise: str = "sym:0.4", loss: str = "sop", ep
         noisy_mask = y_noisy != y_tr
     else:
         x_tr, y_noisy, x_te, y_te = data
-    k = int(max(y_noisy.max(), y_te.max())) + 1
+    k = int(max(y_noisy.max(), y_te.max() if len(y_te) else 0)) + 1
     xt = torch.as_tensor(np.asarray(x_tr, dtype=np.float32), device=device)
     yt = torch.as_tensor(y_noisy, device=device)
     xv = torch.as_tensor(np.asarray(x_te, dtype=np.float32), device=device)
@@ -172,5 +220,8 @@ def train(dataset: str = "digits", noise: str = "sym:0.4", loss: str = "sop", ep
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Accuracy of ``model`` on ``(x, y)`` (NaN without samples)."""
+    if len(x) == 0:
+        return float("nan")
     model.eval()
     return float((model(x).argmax(1) == y).float().mean())

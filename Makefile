@@ -46,11 +46,11 @@ test-all: $(BUILT)
 	$(VPY) -m pytest -q -m ""
 
 bench: $(BUILT)
-	$(VPY) bench/ops.py
-	$(VPY) bench/rpca_loop.py
-	$(VPY) bench/sop.py
-	$(VPY) bench/rpca.py --budget 30
-	$(VPY) bench/dip.py
+	$(VPY) -m dopfast bench ops
+	$(VPY) -m dopfast bench loop
+	$(VPY) -m dopfast bench sop
+	$(VPY) -m dopfast bench rpca --budget 30
+	$(VPY) -m dopfast bench dip
 
 experiments: $(BUILT)
 	cd experiments && for s in rpca_alpha rpca_phase rpca_equivalence rpca_video sop_table sop_separation \

@@ -20,11 +20,11 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 BEGIN, END = "<!-- gpu-results:begin -->", "<!-- gpu-results:end -->"
-RUNS = [  # (script, arguments): short runs, about 10 minutes in all on one GPU
-    ("ops.py", ["--quick"]),
-    ("rpca_loop.py", ["--quick"]),
-    ("sop.py", ["--quick"]),
-    ("dip.py", ["--quick", "--sizes", "256", "--widths", "128", "--no-compile"]),
+RUNS = [  # (benchmark, arguments): short runs, about 10 minutes in all on one GPU
+    ("ops", ["--quick"]),
+    ("loop", ["--quick"]),
+    ("sop", ["--quick"]),
+    ("dip", ["--quick", "--sizes", "256", "--widths", "128", "--no-compile"]),
 ]
 
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for script, extra in RUNS:
             out = Path(tmp) / (script + ".md")
-            cmd = [sys.executable, str(HERE / script), "--device", "cuda", "--out", str(out), *extra]
+            cmd = [sys.executable, "-m", "dopfast", "bench", script, "--device", "cuda", "--out", str(out), *extra]
             print("+", " ".join(cmd), flush=True)
             done = subprocess.run(cmd, timeout=900)
             parts.append(out.read_text() if out.exists() else f"`{script}` failed (exit {done.returncode}).\n")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m dopfast demo | sop | dip`` (``--help`` on each); each pipeline adds its own
+"""Command line: ``python -m dopfast demo | sop | dip | bench`` (``--help`` on each); each pipeline adds its own
 subcommand (``dopfast/<pipeline>/cli.py``)."""
 
 from __future__ import annotations
@@ -16,6 +16,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (rpca_cli, sop_cli, dip_cli):
         module.add_parser(sub)
+    from . import bench
+
+    b = sub.add_parser("bench", help="microbenchmarks against eager PyTorch and torch.compile",
+                       description=bench.__doc__ + "\n\n" + "\n".join(f"  {k:5s} {v}" for k, v in
+                                                                       bench.BENCHMARKS.items()),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    b.add_argument("name", choices=list(bench.BENCHMARKS), help="which benchmark")
+    b.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options (--help after the name)")
+    b.set_defaults(run=lambda args: bench.run(args.name, args.options))
     return parser
 
 

@@ -39,3 +39,16 @@ def test_cli_commands_exist(command):
     done = subprocess.run([sys.executable, "-m", "dopfast", command, "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "usage" in done.stdout
+
+
+def test_bench_ops_quick_runs_from_the_package(tmp_path):
+    # From a folder outside the repository: the benchmarks ship with the package.
+    out = tmp_path / "ops.md"
+    done = subprocess.run([sys.executable, "-m", "dopfast", "bench", "ops", "--quick", "--out", str(out)],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = out.read_text()
+    assert "**residual_step_**" in text and "**Verdict** (residual_step_)" in text and "torch.compile" in text
+    again = subprocess.run([sys.executable, "-m", "dopfast", "bench", "ops", "--quick", "--out", str(out)],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert again.returncode == 2 and "exists" in again.stderr

@@ -1,6 +1,6 @@
 """Per-iteration cost of DIP+DOP against plain DIP, eager and captured, and of the fused residual in it.
 
-    python bench/dip.py [--device cpu|cuda] [--sizes 64 128 256] [--widths 32 128] [--out FILE]
+    python -m dopfast bench dip [--device cpu|cuda] [--sizes 64 128 256] [--widths 32 128] [--out FILE]
 
 For each image size (colour, s&p input) and network width: milliseconds per iteration of DIP (ℓ2 loss) and
 DOP (fused ``dop_residual`` + the g/h SGD step), for every capture mode available on the device (eager,
@@ -13,17 +13,12 @@ the image's size against eager PyTorch and ``torch.compile``.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bench_parser, emit, machine_name, parse, table, thread_counts, time_us  # noqa: E402
-
-from dopfast import ops, reference  # noqa: E402
-from dopfast.dip import SkipNet, noise_input  # noqa: E402
-from dopfast.dip.step import Stepper  # noqa: E402
+from .. import ops, reference
+from ..dip import SkipNet, noise_input
+from ..dip.step import Stepper
+from .common import bench_parser, emit, machine_name, parse, table, thread_counts, time_us, verdict
 
 
 def iteration_ms(size, width, method, capture, device, min_time):
@@ -95,12 +90,14 @@ def main(argv=None) -> int:
                 extra = (head_us(size, "dop", args.device, min_time) - head_us(size, "dip", args.device, min_time))
                 rows.append([f"3×{size}²", width, capture, dip, dop, (dop - dip) / dop, extra / 1e3 / dop])
                 print(" | ".join(str(v) for v in rows[-1]), flush=True)
+    residual_rows = [residual_row(s, args.device, 0.5) for s in args.sizes]
     text = (f"### DIP iterations, {machine_name(args.device)}, torch {torch.__version__}\n\n" +
             table(["image", "width", "capture", "DIP ms/it", "DOP ms/it", "(DOP − DIP) / DOP",
                    "g/h head alone / DOP"], rows) + "\n\n" +
+            verdict("DOP's g/h part, as a share of a DOP iteration", rows, {"": 6}).replace("× ", "") + "\n\n" +
             "**dop_residual forward + backward**\n\n" +
-            table(["shape", "ours µs", "eager µs", "compiled µs", "× eager", "× compiled"],
-                  [residual_row(s, args.device, 0.5) for s in args.sizes]) + "\n")
+            table(["shape", "ours µs", "eager µs", "compiled µs", "× eager", "× compiled"], residual_rows) + "\n\n" +
+            verdict("dop_residual forward + backward", residual_rows, {"eager": 4, "torch.compile": 5}) + "\n")
     print(text)
     emit(args, [text])
     return 0

@@ -1,6 +1,6 @@
 """Microbenchmarks of the fused ops against eager PyTorch and torch.compile, measured in the same run.
 
-    python bench/ops.py [--device cpu|cuda] [--threads 1 2] [--quick] [--out FILE]
+    python -m dopfast bench ops [--device cpu|cuda] [--threads 1 2] [--quick] [--out FILE]
 
 For residual_step_ it prints time, effective GB/s (28 bytes per float32 element: read x, g, h, y; write r, g, h)
 and ratios against: the reference written naturally, the best in-place eager form (preallocated buffers,
@@ -9,15 +9,10 @@ no temporaries), and torch.compile of both; the machine's copy/triad bandwidth i
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bandwidth_gbs, bench_parser, emit, machine_name, parse, table, thread_counts, time_us  # noqa: E402
-
-from dopfast import ops, reference  # noqa: E402
+from .. import ops, reference
+from .common import bandwidth_gbs, bench_parser, emit, machine_name, parse, table, thread_counts, time_us, verdict
 
 STEP = 1e-7  # tiny, so repeated in-place steps keep the data's scale
 
@@ -52,7 +47,8 @@ def bench_residual_step(sizes, device, dtype, min_time):
         ])
     return table(["numel", "ours µs", "ours (out=) µs", "eager µs", "eager in-place µs", "compiled µs",
                   "compiled in-place µs", "ours GB/s", "triad GB/s", "of triad", "× in-place", "× compiled",
-                  "× eager"], rows)
+                  "× eager"], rows) + "\n\n" + verdict(
+        "residual_step_", rows, {"the best in-place eager form": 10, "torch.compile": 11, "of triad bandwidth": 9})
 
 
 def bench_dop_residual(sizes, device, dtype, min_time):
@@ -72,7 +68,8 @@ def bench_dop_residual(sizes, device, dtype, min_time):
              (("ours", ops.dop_residual), ("eager", reference.dop_residual), ("compiled", compiled))}
         rows.append([f"{n:.0e}" if n >= 1e5 else str(n), t["ours"], t["eager"], t["compiled"],
                      t["eager"] / t["ours"], t["compiled"] / t["ours"]])
-    return table(["numel", "ours fwd+bwd µs", "eager µs", "compiled µs", "× eager", "× compiled"], rows)
+    return table(["numel", "ours fwd+bwd µs", "eager µs", "compiled µs", "× eager", "× compiled"], rows) + "\n\n" + (
+        verdict("dop_residual forward + backward", rows, {"eager": 4, "torch.compile": 5}))
 
 
 def bench_lowrank(device, dtype, min_time):
@@ -84,7 +81,8 @@ def bench_lowrank(device, dtype, min_time):
         ours = time_us(lambda: ops.lowrank_step_(u, r, STEP), min_time)
         eager = time_us(lambda: reference.lowrank_step_(u, r, STEP), min_time)
         rows.append([f"{n}×{k}", ours, eager, eager / ours, 2 * n * n * k / ours / 1e3])
-    return table(["u", "ours µs", "eager µs", "× eager", "ours GFLOP/s"], rows)
+    return table(["u", "ours µs", "eager µs", "× eager", "ours GFLOP/s"], rows) + "\n\n" + verdict(
+        "lowrank_step_", rows, {"eager": 3})
 
 
 def main(argv=None) -> int:
@@ -94,6 +92,9 @@ def main(argv=None) -> int:
     dtype = getattr(torch, args.dtype)
     min_time = 0.2 if args.quick else 0.5
     sizes = [50 * 50, 10**5, 10**6, 10**7] + ([10**8] if args.device == "cuda" else [])
+    if args.quick:  # about a minute on a CPU: one thread, two sizes (every size compiles its own graphs)
+        sizes = [10**5, 10**6] if args.device == "cpu" else [10**6, 10**8]
+        args.threads = args.threads[:1]
     out = []
     for nt in thread_counts(args):
         torch.set_num_threads(nt)

@@ -1,6 +1,6 @@
 """The SOP loss step (loss, logits gradient, u/v update) against plain cross entropy and other ways to write it.
 
-    python bench/sop.py [--device cpu|cuda] [--threads 1 2] [--out FILE]
+    python -m dopfast bench sop [--device cpu|cuda] [--threads 1 2] [--out FILE]
 
 For (batch, classes) in (128, 10), (128, 100), (1024, 100), (4096, 1000), with N = 50,000 training samples,
 one step = loss forward + backward to the logits (+ the u, v update) for:
@@ -14,17 +14,12 @@ one step = loss forward + backward to the logits (+ the u, v update) for:
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import torch
 from torch.nn import functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bench_parser, emit, machine_name, parse, table, thread_counts, time_us  # noqa: E402
-
-from dopfast import reference  # noqa: E402
-from dopfast.sop import SOPLoss  # noqa: E402
+from .. import reference
+from ..sop import SOPLoss
+from .common import bench_parser, emit, machine_name, parse, table, thread_counts, time_us, verdict
 
 N = 50_000
 
@@ -93,7 +88,9 @@ def main(argv=None) -> int:
                 for b, k in ((128, 10), (128, 100), (1024, 100), (4096, 1000))]
         text = (f"### SOP step, {machine_name(args.device)}, {nt} thread(s), float32, N = {N}\n\n" +
                 table(["(B, K)", "dopfast µs", "eager µs", "compiled µs", "authors' style µs", "CE µs",
-                       "dopfast / CE", "eager / CE", "compiled / CE", "authors / CE"], rows) + "\n")
+                       "dopfast / CE", "eager / CE", "compiled / CE", "authors / CE"], rows) + "\n\n" +
+                verdict("SOP step, as a multiple of cross entropy's step", rows,
+                        {"CE for dopfast": 6, "CE for eager": 7, "CE for torch.compile": 8}) + "\n")
         print(text, flush=True)
         out.append(text)
     emit(args, out)

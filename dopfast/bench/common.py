@@ -8,7 +8,7 @@ import subprocess
 import torch
 import torch.utils.benchmark as tb
 
-from dopfast._report import markdown_table
+from .._report import markdown_table
 
 
 def time_us(fn, min_run_time: float = 0.5) -> float:
@@ -55,7 +55,9 @@ def bench_parser(doc: str, threads=(1, 2)):
     import argparse
     from pathlib import Path
 
-    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    usage = next((line.split() for line in doc.splitlines() if "python -m dopfast bench" in line), None)
+    ap = argparse.ArgumentParser(prog=" ".join(usage[:5]) if usage else None, description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", choices=["cpu", "cuda"])
     ap.add_argument("--threads", type=int, nargs="+", default=list(threads), help="CPU thread counts to run")
     ap.add_argument("--quick", action="store_true", help="shorter timing runs")
@@ -63,12 +65,23 @@ def bench_parser(doc: str, threads=(1, 2)):
     return ap
 
 
+def verdict(what: str, rows: list[list], columns: dict[str, int]) -> str:
+    """A one-line summary of a table: the range of each named ratio column over its rows."""
+    parts = []
+    for name, col in columns.items():
+        values = [float(r[col]) for r in rows if isinstance(r[col], (int, float))]
+        if values:
+            parts.append(f"{min(values):.2g}–{max(values):.2g}× {name}" if len(values) > 1 else
+                         f"{values[0]:.2g}× {name}")
+    return f"**Verdict** ({what}): " + ", ".join(parts) + "."
+
+
 def parse(ap, argv=None):
     """Parse and check: a CUDA run needs a GPU and the CUDA kernels; --out is never overwritten."""
-    import dopfast
+    from .. import has_cuda_kernels
 
     args = ap.parse_args(argv)
-    if args.device == "cuda" and not (torch.cuda.is_available() and dopfast.has_cuda_kernels()):
+    if args.device == "cuda" and not (torch.cuda.is_available() and has_cuda_kernels()):
         ap.error("--device cuda needs a GPU and dopfast's CUDA kernels")
     if args.out is not None and args.out.exists():
         ap.error(f"--out {args.out} exists; choose another file or remove it first")

@@ -1,6 +1,6 @@
 """rpca_dop_solve (whole loop in one C++/CUDA call) against the eager PyTorch loop, per step.
 
-    python bench/rpca_loop.py [--device cpu|cuda] [--threads 1 2] [--quick] [--out FILE]
+    python -m dopfast bench loop [--device cpu|cuda] [--threads 1 2] [--quick] [--out FILE]
 
 Rows: problem size n (r' = n, the paper's full over-parameterization), batch B; columns: µs per step per
 problem for dopfast, the eager loop, torch.compile of the eager step (CPU) or a CUDA graph of it (GPU), the
@@ -10,15 +10,11 @@ ratios, and dopfast's rate in GEMM-equivalent GFLOP/s (4·n²·r' per step) next
 from __future__ import annotations
 
 import math
-import sys
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import bench_parser, emit, gemm_gflops, machine_name, parse, table, thread_counts, time_us  # noqa: E402
-
-from dopfast import ops  # noqa: E402
+from .. import ops
+from .common import bench_parser, emit, gemm_gflops, machine_name, parse, table, thread_counts, time_us, verdict
 
 
 def eager_step(u, g, h, y, tau, alpha):
@@ -95,7 +91,8 @@ def main(argv=None) -> int:
             rows = [bench_case(n, b, dtype, args.device, 200 if n <= 50 else 50, min_time) for n, b in cases]
             text = (f"### {machine_name(args.device)}, {nt} thread(s), {str(dtype)[6:]}\n\n" +
                     table(["n", "B", "ours µs/step/problem", "eager µs", other, "× eager", f"× {other[:-3]}",
-                           "ours GFLOP/s", "torch.mm GFLOP/s at n"], rows) + "\n")
+                           "ours GFLOP/s", "torch.mm GFLOP/s at n"], rows) + "\n\n" +
+                    verdict("rpca_dop_solve per step", rows, {"the eager loop": 5, other[:-3]: 6}) + "\n")
             print(text, flush=True)
             out.append(text)
     emit(args, out)

@@ -1,8 +1,15 @@
+import os
+
 import pytest
 import torch
 
 import dopfast
 from dopfast.rpca import rpca_problem
+
+# One intra-op thread: CI's two cores are often shared, and a parallel region inside a small op stalls badly
+# when the other core is busy. (Tests of threading set their own counts.)
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # the same for the command-line tests' child processes
 
 CUDA_READY = torch.cuda.is_available() and dopfast.has_cuda_kernels()
 DEVICES = ["cpu"] + (["cuda"] if CUDA_READY else [])

@@ -26,7 +26,7 @@ def test_demo_prints_a_small_recovery_error():
     (["demo", "--corruption", "1.5"], "argument --corruption: expected a number in [0, 1]"),
     (["sop", "--seed", "-1"], "argument --seed: expected an int >= 0"),
     (["sop", "--device", "foo"], "argument --device: expected a device such as 'cpu' or 'cuda'"),
-    (["sop", "--data", "x.npz"], "unrecognized arguments: --data"),  # no abbreviation of --dataset
+    (["sop", "--dat", "x.npz"], "unrecognized arguments: --dat"),  # no abbreviations (--data vs --dataset)
 ])
 def test_bad_flags(args, needle):
     done = _run(*args)

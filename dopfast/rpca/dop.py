@@ -19,6 +19,7 @@ rising above twice its starting value raises ``FloatingPointError`` naming the s
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -172,6 +173,20 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     return fit
 
 
+@contextlib.contextmanager
+def _one_thread(enabled: bool):
+    """Intra-op threads off for the refinement of a small problem: its many tiny products and solves gain
+    nothing from a second thread and stall badly when another process keeps a core busy (100x measured)."""
+    before = torch.get_num_threads()
+    if enabled and before > 1:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def _try_refine(y: Tensor, x: Tensor, psd: bool, k: int, quick: bool):
     """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
     stands). A quick attempt (during DOP) has a smaller sweep budget: it is retried later anyway."""
@@ -180,7 +195,8 @@ def _try_refine(y: Tensor, x: Tensor, psd: bool, k: int, quick: bool):
     # carries rounding errors of ~1e-7 that no low-rank matrix fits).
     fit_tol = max(1e-9, 64 * torch.finfo(y.dtype).eps)
     try:
-        r = refine_low_rank(y.double(), x.double(), psd, max_rank=k, fit_tol=fit_tol, **budget)
+        with _one_thread(y.numel() <= 1 << 20):
+            r = refine_low_rank(y.double(), x.double(), psd, max_rank=k, fit_tol=fit_tol, **budget)
     except (torch.linalg.LinAlgError, RuntimeError):
         return None  # e.g. a singular least-squares system
     r.low_rank = r.low_rank.to(y.dtype)

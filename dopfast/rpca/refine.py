@@ -85,18 +85,41 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, max_sweeps: int, tol: f
 def refine_low_rank(y: Tensor, x_dop: Tensor, psd: bool, max_rank: int | None = None,
                     max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9,
                     gap: float = 100.0) -> Refinement:
-    """Refine DOP's low-rank estimate ``x_dop`` of ``y`` (one matrix). See the module docstring."""
+    """Refine DOP's low-rank estimate ``x_dop`` of ``y`` (one matrix). See the module docstring.
+
+    The refit is certified at the spectral gap's rank r̂ first; then the smallest certified rank is returned: a
+    larger rank can also fit the clean entries exactly by absorbing a block of the corruption that no clean
+    entry pins down, so once r̂ holds the ranks below it are tried (with a small sweep budget: a rank below the
+    truth cannot fit exactly, and fails fast).
+    """
     m, n = y.shape
     max_rank = min(m, n) - 1 if max_rank is None else min(max_rank, min(m, n) - 1)
     if max_rank < 1:
         return Refinement(x_dop, 0, False, "matrix too small to refine", 0)
     u_, s, vh = torch.linalg.svd(x_dop, full_matrices=False)
-    r = spectral_gap_rank(s, max_rank)
-    if r == 0:
+    top = spectral_gap_rank(s, max_rank)
+    if top == 0:
         return Refinement(x_dop, 0, False, "zero low-rank estimate", 0)
+    best = _refit(y, x_dop, u_, s, vh, top, psd, max_outer, max_sweeps, fit_tol, gap)
+    sweeps = best.sweeps
+    if not best.accepted:
+        return Refinement(x_dop, top, False, best.reason, sweeps)
+    for r in range(1, top):
+        probe = _refit(y, x_dop, u_, s, vh, r, psd, min(max_outer, 3), min(max_sweeps, 30), fit_tol, gap)
+        sweeps += probe.sweeps
+        if probe.accepted:
+            best = probe
+            break
+    return Refinement(best.low_rank, best.rank, True, best.reason, sweeps)
+
+
+def _refit(y: Tensor, x0: Tensor, u_: Tensor, s: Tensor, vh: Tensor, r: int, psd: bool, max_outer: int,
+           max_sweeps: int, fit_tol: float, gap: float) -> Refinement:
+    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``u_, s, vh``)."""
+    m, n = y.shape
     root = s[:r].sqrt()
     u, v = u_[:, :r] * root, vh[:r].mT * root
-    res = (y - x_dop).abs()
+    res = (y - x0).abs()
     threshold = 5 * float(res.median()) / 0.6745
     clean = res <= threshold
     scale = float(y.abs().max())
@@ -136,4 +159,4 @@ def refine_low_rank(y: Tensor, x_dop: Tensor, psd: bool, max_rank: int | None = 
     why = (f"clean-entry residual {fit:.1e}" if fit > fit_tol else "clean set not over-determined" if not determined
            else "support not stable" if not stable else
            f"support not separated (flagged residual {smallest_flagged:.1e} vs clean {largest_clean:.1e})")
-    return Refinement(x_dop, r, False, f"no certificate ({why})", total_sweeps)
+    return Refinement(x0, r, False, f"no certificate ({why})", total_sweeps)

@@ -6,6 +6,7 @@
 #include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
 
+#include <algorithm>
 #include <optional>
 #include <tuple>
 
@@ -48,6 +49,12 @@ inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const 
   TORCH_CHECK(alpha > 0, "dopfast.", op, ": alpha must be > 0, got ", alpha);
   check_finite_scalar(alpha * tau, op, "alpha * tau");
   TORCH_CHECK(iters >= 0, "dopfast.", op, ": iters must be >= 0, got ", iters);
+  // The losses of every step are returned: refuse what cannot be allocated, with the way out.
+  constexpr int64_t kMaxLossEntries = int64_t(1) << 28;
+  TORCH_CHECK(iters <= kMaxLossEntries / std::max<int64_t>(B, 1), "dopfast.", op, ": iters = ", iters, " steps for ", B,
+              " problem(s) would return ", iters * static_cast<double>(B),
+              " losses; call the solver in chunks of at most ", kMaxLossEntries / std::max<int64_t>(B, 1),
+              " steps (it resumes from the returned u, g, h; RobustPCA does this)");
   check_finite_scalar(tol, op, "tol");
   TORCH_CHECK(tol >= 0, "dopfast.", op, ": tol must be >= 0, got ", tol);
 

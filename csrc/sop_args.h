@@ -42,6 +42,8 @@ inline void check_sop_args(const at::Tensor& logits, const at::Tensor& targets, 
   check_no_internal_overlap(u, op, "u");
   check_no_internal_overlap(v, op, "v");
   check_no_overlap(u, "u", v, "v", op);
+  check_no_overlap(logits, "logits", u, "u", op);  // u, v are written while the logits are read
+  check_no_overlap(logits, "logits", v, "v", op);
 }
 
 // The index contract, checked on the host (CUDA tensors are copied: B int64 values each): targets in

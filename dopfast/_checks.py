@@ -10,6 +10,7 @@ import math
 import torch
 
 _FLOATS = (torch.float32, torch.float64)
+MAX_LOSS_ENTRIES = 1 << 28  # as csrc/rpca_args.h
 
 
 def _fail(op: str, msg: str, exc=RuntimeError):
@@ -96,6 +97,11 @@ def rpca_solve(op: str, y, u0, v0, g0, h0, tau, alpha, iters, tol) -> None:
     finite(alpha * tau, op, "alpha * tau")
     if iters < 0:
         _fail(op, f"iters must be >= 0, got {iters}")
+    batch = y.shape[0] if y.dim() == 3 else 1
+    if iters > MAX_LOSS_ENTRIES // max(batch, 1):
+        _fail(op, f"iters = {iters} steps for {batch} problem(s) would return {float(iters * batch)} losses; call the "
+                  f"solver in chunks of at most {MAX_LOSS_ENTRIES // max(batch, 1)} steps (it resumes from the "
+                  f"returned u, g, h; RobustPCA does this)")
     finite(tol, op, "tol")
     if tol < 0:
         _fail(op, f"tol must be >= 0, got {tol}")

@@ -75,6 +75,7 @@ CASES = {
     "solve u0 dtype": (_solve(u0=_t(6, 3, dtype=torch.float32)), "u0 must have the dtype of y"),
     "solve y long": (_solve(y=torch.ones(6, 6, dtype=torch.long)), "y must be a float32 or float64 tensor"),
     "solve_uv v0 shape": (_solve(uv=True, v0=_t(6, 2)), "v0 must have shape"),
+    "solve huge iters": (_solve(iters=10**12, tol=1e-3), "call the solver in chunks of at most 268435456 steps"),
     "sop logits shape": (_sop(z=_t(4, 1)), "logits must have shape (batch, classes) with classes >= 2"),
     "sop targets dtype": (_sop(t=torch.tensor([0, 1, 2, 0], dtype=torch.int32)), "targets must be an int64 tensor"),
     "sop index shape": (_sop(i=torch.tensor([1, 2, 3])), "index must have shape (4,)"),
@@ -132,3 +133,7 @@ def test_aliasing_through_strided_views():
     f = _t(6, 4)
     with pytest.raises(RuntimeError, match="u and v share memory"):
         ops.lowrank_step_uv_(f[:, ::2], f[:, ::2], _t(6, 6), 0.1)
+    state = _t(10, 4)
+    with pytest.raises(RuntimeError, match="logits and v share memory"):
+        ops.sop_loss_step_(state[:4, :3], torch.tensor([0, 1, 2, 0]), torch.tensor([5, 6, 7, 8]), _t(10, 1),
+                           state[:, :3], 0.1, 0.1)

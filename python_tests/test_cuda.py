@@ -172,7 +172,7 @@ def test_sop_index_contract_on_cuda():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("n", [30, 150])  # one-block kernel, ATen loop
+@pytest.mark.parametrize("n", [30, 300])  # one-block kernel, ATen loop (300: beyond any GPU's shared memory)
 def test_batch_stops_per_problem_like_the_cpu(dtype, n):
     batch = 4
     gen = torch.Generator().manual_seed(n)
@@ -197,7 +197,7 @@ def test_batch_stops_per_problem_like_the_cpu(dtype, n):
             assert_close(gpu.u[b].cpu(), cpu.u[b], **tol)
 
 
-@pytest.mark.parametrize("n", [10, 150])
+@pytest.mark.parametrize("n", [10, 300])
 def test_divergence_keeps_the_same_state_as_the_cpu(n):
     y = torch.full((n, n), -1.5e19, dtype=torch.float32)
     u0 = torch.full((n, 2), 0.5)
@@ -245,3 +245,22 @@ def test_non_default_stream_and_second_device():
     x1, g1, h1, y1 = (t.to("cuda:1") for t in (x, g_ref.clone(), h_ref.clone(), y))
     r1, _ = ops.residual_step_(x1, g1, h1, y1, 1e-2)
     assert r1.device == torch.device("cuda:1")
+
+
+@pytest.mark.parametrize("n", [10, 300])  # one-block kernel, ATen loop
+def test_nan_data_gives_the_same_losses_as_the_cpu(n):
+    y = torch.randn(n, n, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    y[0, 0] = math.nan
+    u0 = 0.1 * torch.ones(n, 2)
+    g0 = 0.1 * torch.ones(n, n)
+    cpu = ops.rpca_dop_solve(y, u0, g0, g0.clone(), 1e-3, 1.0, 3, 1e-6)
+    gpu = ops.rpca_dop_solve(y.cuda(), u0.cuda(), g0.cuda(), g0.cuda(), 1e-3, 1.0, 3, 1e-6)
+    assert_close(gpu.losses.cpu(), cpu.losses, equal_nan=True)
+    assert torch.equal(gpu.n_iter.cpu(), cpu.n_iter)
+
+
+def test_residual_step_float32_overflow_on_cuda():
+    x, g, h = (torch.zeros(4, device="cuda") for _ in range(3))
+    y = torch.full((4,), -1e19, device="cuda")
+    _, loss = ops.residual_step_(x, g, h, y, 0.1)
+    assert torch.isinf(loss)

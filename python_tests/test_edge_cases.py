@@ -149,3 +149,12 @@ def test_sop_second_derivative_warns():
     z = torch.randn(4, 3, **f64, requires_grad=True)
     with pytest.warns(UserWarning, match="second derivatives of the SOP loss are not supported"):
         torch.autograd.grad(crit(z, torch.tensor([0, 1, 2, 0]), torch.tensor([1, 2, 3, 4])), z, create_graph=True)
+
+
+def test_residual_step_float32_sum_overflow_is_inf_like_the_reference():
+    # The sum of squares overflows float32 although a quarter of it would not: the reference sums in float32.
+    x, g, h = (torch.zeros(4) for _ in range(3))
+    y = torch.full((4,), -1e19)
+    _, loss = ops.residual_step_(x, g, h, y, 0.1)
+    _, loss_ref = reference.residual_step_(x, g.clone(), h.clone(), y, 0.1)
+    assert torch.isinf(loss) and torch.isinf(loss_ref)

@@ -2,6 +2,7 @@
 #include "cpu/kernel_table.h"
 #include "cpu/streaming_output.h"
 #include "residual_args.h"
+#include "rpca_stopping.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
@@ -53,11 +54,10 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
   });
   gw.finish();
   hw.finish();
-  // 1/4 ||r||^2 in the tensors' precision: a float32 overflow is inf (as in the reference), never an error
-  // raised after g, h and r were written.
-  const double loss = 0.25 * total;
-  const bool overflow = x.scalar_type() == at::kFloat && std::abs(loss) > std::numeric_limits<float>::max();
-  return at::empty({}, x.options()).fill_(overflow ? std::numeric_limits<double>::infinity() : loss);
+  // 1/4 ||r||^2 as the tensors' precision sees the sum (a float32 sum beyond FLT_MAX is inf, as in the
+  // reference), never an error raised after g, h and r were written.
+  const double loss = x.scalar_type() == at::kFloat ? rpca_loss<float>(total) : rpca_loss<double>(total);
+  return at::empty({}, x.options()).fill_(loss);
 }
 
 std::tuple<at::Tensor, at::Tensor> residual_step_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h,

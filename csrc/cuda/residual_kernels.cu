@@ -2,12 +2,14 @@
 // pointer is aligned, a scalar tail, grid-stride loops with 32- or 64-bit indices chosen by size.
 #include "cuda/device_utils.cuh"
 #include "cuda/launchers.h"
+#include "rpca_stopping.h"
 
 #include <algorithm>
 #include <limits>
+#include <map>
 #include <mutex>
 #include <type_traits>
-#include <unordered_map>
+#include <utility>
 
 namespace dopfast::cuda {
 namespace {
@@ -63,7 +65,7 @@ __global__ void __launch_bounds__(kThreads)
   double acc = 0;
   for (int i = threadIdx.x; i < count; i += kThreads) acc += partial[i];
   acc = block_sum(acc, scratch);
-  if (threadIdx.x == 0) *loss = static_cast<T>(0.25 * acc);
+  if (threadIdx.x == 0) *loss = static_cast<T>(rpca_loss<T>(acc));  // a float32 sum beyond FLT_MAX is inf
 }
 
 template <typename T, int V, typename Index>
@@ -110,14 +112,16 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// Resident blocks per SM for `kernel` at kThreads threads, from the occupancy API, cached per kernel (the
-// device's properties are cached in device_sm_count).
+// Resident blocks per SM for `kernel` at kThreads threads on the current device, from the occupancy API, cached
+// per (device, kernel); the device's SM count is cached in device_sm_count.
 template <typename Kernel>
 int blocks_per_sm(Kernel kernel) {
   static std::mutex lock;
-  static std::unordered_map<const void*, int> cache;
+  static std::map<std::pair<int, const void*>, int> cache;
   const std::lock_guard<std::mutex> guard(lock);
-  const auto key = reinterpret_cast<const void*>(kernel);
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) cudaGetLastError();
+  const auto key = std::make_pair(dev, reinterpret_cast<const void*>(kernel));
   const auto found = cache.find(key);
   if (found != cache.end()) return found->second;
   int b = 0;

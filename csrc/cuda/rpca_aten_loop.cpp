@@ -57,15 +57,15 @@ void rpca_aten_loop(const at::Tensor& y, RpcaOutputs& out, double tau, double al
   at::Tensor active = at::ones({B}, y.options().dtype(at::kBool));
   at::Tensor prev_loss = at::zeros({B}, dbl);
   const at::Tensor nan = at::full_like(prev_loss, std::numeric_limits<double>::quiet_NaN()).to(y.scalar_type());
-  const double big = y.scalar_type() == at::kFloat ? static_cast<double>(FLT_MAX) : DBL_MAX;
   out.losses.fill_(std::numeric_limits<double>::quiet_NaN());
   for (int64_t it = 0; it < iters; ++it) {
     const at::Tensor x = sym ? at::matmul(u, u.mT()) : at::matmul(u, out.v.mT());
     const at::Tensor r = x + g * g - h * h - y3;
     const at::Tensor sum_sq = sq_norm(r);
-    // Finite in the problem's own precision (a float32 sum beyond FLT_MAX is infinite), as rpca_loss<T>.
-    const at::Tensor finite = at::logical_and(at::isfinite(sum_sq), sum_sq <= big);
-    const at::Tensor loss = at::where(finite, sum_sq * 0.25, std::numeric_limits<double>::infinity());
+    // The loss as the problem's precision sees it (a float32 sum beyond FLT_MAX is inf, NaN stays NaN), exactly
+    // as rpca_loss<T> / rpca_loss_finite<T> in the kernels.
+    const at::Tensor loss = sum_sq.to(y.scalar_type()).to(at::kDouble).mul_(0.25);
+    const at::Tensor finite = at::isfinite(loss);
     out.losses.select(1, it).copy_(at::where(active, loss.to(y.scalar_type()), nan));
     const at::Tensor live = at::logical_and(active, finite);
     const at::Tensor dg = masked(active, r * g * (alpha * tau));  // g, h take the step even when it is non-finite

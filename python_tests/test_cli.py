@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 
@@ -33,3 +34,49 @@ def test_bad_flags(args, needle):
     assert done.returncode == 2 or "error:" in done.stderr
     assert done.returncode != 0 and needle in done.stderr, done.stderr
     assert done.stderr.count("error:") == 1 and "Traceback" not in done.stderr
+
+
+def _frames(folder, n=12, h=16, w=20):
+    from skimage import io
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    background = rng.uniform(0.2, 0.8, (h, w))
+    for t in range(n):
+        frame = background.copy()
+        frame[4:8, t:t + 4] = 1.0  # a moving bright block
+        io.imsave(folder / f"f{t:02d}.png", (frame * 255).astype(np.uint8), check_contrast=False)
+
+
+def test_rpca_cli_on_npy_csv_and_frames(tmp_path):
+    from dopfast.rpca import rpca_problem
+
+    x, _, y = rpca_problem(30, 2, 0.05, seed=0, m=40)
+    np.save(tmp_path / "y.npy", y.numpy())
+    np.savetxt(tmp_path / "y.csv", y.numpy(), delimiter=",")
+    for name in ("y.npy", "y.csv"):
+        out = tmp_path / f"out_{name}"
+        done = _run("rpca", str(tmp_path / name), "--out", str(out), "--quiet")
+        assert done.returncode == 0, done.stderr
+        low = np.load(out / "low_rank.npy")
+        assert np.linalg.norm(low - x.numpy()) / np.linalg.norm(x.numpy()) < 1e-4
+    again = _run("rpca", str(tmp_path / "y.npy"), "--out", str(tmp_path / "out_y.npy"), "--quiet")
+    assert again.returncode != 0 and "--overwrite" in again.stderr
+    _frames(tmp_path / "frames")
+    done = _run("rpca", str(tmp_path / "frames"), "--out", str(tmp_path / "fo"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "fo" / "background.png").exists() and np.load(tmp_path / "fo" / "sparse.npy").shape == (320, 12)
+
+
+@pytest.mark.parametrize("make,needle", [
+    (lambda p: np.save(p / "a.npy", np.array([[1.0, np.nan], [0.0, 1.0]])), "missing (NaN) entries"),
+    (lambda p: (p / "a.txt").write_text("x"), "expected .npy, .npz, .csv"),
+    (lambda p: (p / "a.csv").write_text("1,2\n3\n"), "cannot be read"),
+    (lambda p: np.save(p / "a.npy", np.ones(5)), "must be a non-empty matrix"),
+])
+def test_rpca_cli_errors(tmp_path, make, needle):
+    make(tmp_path)
+    name = next(p.name for p in tmp_path.iterdir())
+    done = _run("rpca", str(tmp_path / name), "--out", str(tmp_path / "o"), "--quiet")
+    assert done.returncode != 0 and needle in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

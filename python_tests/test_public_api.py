@@ -34,7 +34,7 @@ def test_pipelines_do_not_import_each_other():
         assert not [m for m in loaded if not m.startswith("dopfast.rpca")], loaded
 
 
-@pytest.mark.parametrize("command", ["demo", "sop", "dip"])
+@pytest.mark.parametrize("command", ["demo", "sop", "dip", "rpca", "bench"])
 def test_cli_commands_exist(command):
     done = subprocess.run([sys.executable, "-m", "dopfast", command, "--help"], capture_output=True, text=True,
                           timeout=120)

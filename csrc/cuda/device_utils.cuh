@@ -17,22 +17,29 @@ inline void check_launch(const char* what) {
     throw std::runtime_error(std::string("dopfast: CUDA launch of ") + what + " failed: " + cudaGetErrorString(err));
 }
 
-// Streaming multiprocessors of the current device, queried once per device.
-inline int device_sm_count() {
+// A value computed once per device (`compute(dev)`, thread-safe) and returned for the current device; `fallback`
+// where the current device cannot be read. Each call site (its lambda type) has its own cache.
+template <typename Value, typename Compute>
+Value once_per_device(Value fallback, Compute compute) {
   constexpr int kMaxDevices = 64;
   static std::once_flag once[kMaxDevices];
-  static int sms[kMaxDevices];
+  static Value values[kMaxDevices];
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
     cudaGetLastError();
-    return 1;
+    return fallback;
   }
-  std::call_once(once[dev], [dev] {
+  std::call_once(once[dev], [&] { values[dev] = compute(dev); });
+  return values[dev];
+}
+
+// Streaming multiprocessors of the current device, queried once per device.
+inline int device_sm_count() {
+  return once_per_device(1, [](int dev) {
     int count = 0;
     if (cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) cudaGetLastError();
-    sms[dev] = count > 0 ? count : 1;
+    return count > 0 ? count : 1;
   });
-  return sms[dev];
 }
 
 // V elements loaded/stored as one aligned vector access (16 bytes for float4 / double2).

@@ -241,22 +241,13 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
 // attribute from several host threads at once would race).
 template <typename T>
 int64_t solver_dynamic_smem_limit() {
-  constexpr int kMaxDevices = 64;
-  static std::once_flag once[kMaxDevices];
-  static int64_t limit[kMaxDevices];
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= kMaxDevices) {
-    cudaGetLastError();
-    return 0;
-  }
-  std::call_once(once[dev], [dev] {
+  return once_per_device(int64_t{0}, [](int dev) -> int64_t {
     int optin = 0;
     cudaFuncAttributes attr{};
     if (cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
         cudaFuncGetAttributes(&attr, rpca_solve_kernel<T>) != cudaSuccess) {
       cudaGetLastError();
-      limit[dev] = 0;
-      return;
+      return 0;
     }
     const int64_t room = static_cast<int64_t>(optin) - static_cast<int64_t>(attr.sharedSizeBytes);
     const bool raised =
@@ -264,9 +255,8 @@ int64_t solver_dynamic_smem_limit() {
                                          static_cast<int>(room)) == cudaSuccess;
     if (!raised) cudaGetLastError();
     // Without the raise, the default 48 KiB window (less the static part) is what a launch may use.
-    limit[dev] = raised ? room : std::max<int64_t>(0, 48 * 1024 - static_cast<int64_t>(attr.sharedSizeBytes));
+    return raised ? room : std::max<int64_t>(0, 48 * 1024 - static_cast<int64_t>(attr.sharedSizeBytes));
   });
-  return limit[dev];
 }
 
 }  // namespace

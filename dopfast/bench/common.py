@@ -93,6 +93,12 @@ def thread_counts(args) -> list[int]:
     return args.threads if args.device == "cpu" else [torch.get_num_threads()]
 
 
+def show(texts: list[str], text: str) -> None:
+    """Print one table's Markdown now (a long run reports as it goes) and keep it for emit()."""
+    print(text, flush=True)
+    texts.append(text)
+
+
 def emit(args, texts: list[str]) -> None:
     if args.out is not None:
         args.out.write_text("\n".join(texts))

@@ -14,7 +14,7 @@ import math
 import torch
 
 from .. import ops
-from .common import bench_parser, emit, gemm_gflops, machine_name, parse, table, thread_counts, time_us, verdict
+from .common import bench_parser, emit, gemm_gflops, machine_name, parse, show, table, thread_counts, time_us, verdict
 
 
 def eager_step(u, g, h, y, tau, alpha):
@@ -93,8 +93,7 @@ def main(argv=None) -> int:
                     table(["n", "B", "ours µs/step/problem", "eager µs", other, "× eager", f"× {other[:-3]}",
                            "ours GFLOP/s", "torch.mm GFLOP/s at n"], rows) + "\n\n" +
                     verdict("rpca_dop_solve per step", rows, {"the eager loop": 5, other[:-3]: 6}) + "\n")
-            print(text, flush=True)
-            out.append(text)
+            show(out, text)
     emit(args, out)
     return 0
 

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from .. import reference
 from ..sop import SOPLoss
-from .common import bench_parser, emit, machine_name, parse, table, thread_counts, time_us, verdict
+from .common import bench_parser, emit, machine_name, parse, show, table, thread_counts, time_us, verdict
 
 N = 50_000
 
@@ -91,8 +91,7 @@ def main(argv=None) -> int:
                        "dopfast / CE", "eager / CE", "compiled / CE", "authors / CE"], rows) + "\n\n" +
                 verdict("SOP step, as a multiple of cross entropy's step", rows,
                         {"CE for dopfast": 6, "CE for eager": 7, "CE for torch.compile": 8}) + "\n")
-        print(text, flush=True)
-        out.append(text)
+        show(out, text)
     emit(args, out)
     return 0
 

@@ -145,9 +145,11 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                 # DOP runs only as long as the refinement needs: once the residual is small, try to certify a
                 # refit (at geometrically spaced steps); a certified problem is done.
                 for j, i in enumerate(active.tolist()):
-                    if finished[j] or done < next_try[i] or rel[j] > REFINE_START:
+                    if finished[j] or done < next_try[i]:
                         continue
-                    next_try[i] = 2 * done
+                    next_try[i] = 2 * done  # also when the residual is still too large: chunks stay long
+                    if rel[j] > REFINE_START:
+                        continue
                     x_i = u[i] @ (u[i] if psd else v[i]).mT
                     attempt = _try_refine(yn[i], x_i, psd, k, quick=True)
                     if attempt is not None and attempt.accepted:

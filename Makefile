@@ -51,6 +51,7 @@ bench: $(BUILT)
 	$(VPY) -m dopfast bench sop
 	$(VPY) -m dopfast bench rpca --budget 30
 	$(VPY) -m dopfast bench dip
+	$(VPY) -m dopfast bench scaleout
 
 experiments: $(BUILT)
 	cd experiments && for s in rpca_alpha rpca_phase rpca_equivalence rpca_video sop_table sop_separation \

@@ -29,6 +29,7 @@ from torch import Tensor
 
 from .. import ops
 from .refine import refine_low_rank
+from .rows import Rows
 
 STEP_FRACTION = 0.25
 CHUNK = 500
@@ -51,13 +52,39 @@ class DopFit:
     refined: np.ndarray | None  # (B,) whether the refinement was accepted
 
 
-def step_scale(y: Tensor, alpha: float) -> Tensor:
+def step_scale(y: Tensor, alpha: float, rows: Rows | None = None) -> Tensor:
     """``c = max(‖Y‖₂, α·max|Y|)`` per problem of ``y`` (B, m, n): the step rule's curvature scale (0 for a
-    zero problem). Computed on ``Y / max|Y|``, so it neither overflows nor underflows."""
-    peak = y.abs().amax((-2, -1))
-    safe = torch.where(peak > 0, peak, torch.ones_like(peak))
-    spec = torch.linalg.matrix_norm(y / safe.view(-1, 1, 1), ord=2)
-    return peak * torch.maximum(spec, torch.full_like(spec, alpha))
+    zero problem). Computed on ``Y / max|Y|``, so it neither overflows nor underflows. ``y`` holds this
+    process's rows when ``rows`` is distributed."""
+    rows = Rows(y.shape[1], y.device) if rows is None else rows
+    peak = rows.max(y.abs().amax((-2, -1)))
+    return peak * torch.clamp_min(_spectral_norm(y / _safe(peak).view(-1, 1, 1), rows), alpha)
+
+
+def _safe(peak: Tensor) -> Tensor:
+    return torch.where(peak > 0, peak, torch.ones_like(peak))
+
+
+def _spectral_norm(y: Tensor, rows: Rows, max_iter: int = 1000, tol: float = 1e-15) -> Tensor:
+    """‖Y‖₂ per problem of ``y`` (B, m, n): exact in one process; over a process group by block subspace
+    iteration on YᵀY (16 vectors, Rayleigh-Ritz, to ``tol`` relative), one n × 16 all-reduce per iteration."""
+    if not rows.distributed:
+        return torch.linalg.matrix_norm(y, ord=2)
+    out = []
+    for yi in y.double():
+        n = yi.shape[1]
+        q = torch.linalg.qr(torch.randn(n, min(n, 16), generator=torch.Generator().manual_seed(0),
+                                        dtype=torch.float64).to(yi.device)).Q
+        top = prev = 0.0
+        for _ in range(max_iter):
+            z = rows.sum(yi.mT @ (yi @ q))  # YᵀY q
+            top = float(rows.agree(torch.linalg.eigvalsh(q.mT @ z)[-1:])) ** 0.5  # Ritz value of YᵀY
+            if abs(top - prev) <= tol * top:
+                break
+            prev = top
+            q = rows.agree(torch.linalg.qr(z).Q)
+        out.append(top)
+    return torch.tensor(out, dtype=y.dtype, device=y.device)
 
 
 def _check_divergence(chunk_losses, first, active, offset, taus):
@@ -76,36 +103,66 @@ def _check_divergence(chunk_losses, first, active, offset, taus):
         f"pass a smaller step, e.g. step={step / 10:.3g}")
 
 
+TILE = 256  # rows per independently seeded block of the initial draw
+
+
+def initial_draw(seed: int, problem: int, tag: int, rows: slice, total: int, cols: int, dtype) -> Tensor:
+    """Rows ``rows`` of a ``total × cols`` N(0, 1) draw that does not depend on how the rows are split: each
+    block of :data:`TILE` rows comes from its own generator, seeded from (seed, problem, tag, block)."""
+    start, stop = rows.start or 0, total if rows.stop is None else rows.stop
+    parts = []
+    for tile in range(start // TILE, -(-stop // TILE)):
+        state = np.random.SeedSequence([seed, problem, tag, tile]).generate_state(2, np.uint64)
+        gen = torch.Generator().manual_seed(int(state[0]) % 2**63)
+        lo = tile * TILE
+        block = torch.randn(min(TILE, total - lo), cols, generator=gen, dtype=dtype)
+        parts.append(block[max(start - lo, 0): stop - lo])
+    return torch.cat(parts) if parts else torch.zeros(0, cols, dtype=dtype)
+
+
 def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, rank: int | None = None,
             max_iter: int = 50_000, tol: float = 1e-3, init_scale: float = 1e-4, refine: bool = True,
-            generator: torch.Generator | None = None, verbose: bool = False) -> DopFit:
-    """DOP on a batch ``y`` (B, m, n) of float32/float64 problems; see the module docstring."""
-    b, m, n = y.shape
+            generator: torch.Generator | None = None, verbose: bool = False, rows: Rows | None = None) -> DopFit:
+    """DOP on a batch ``y`` (B, m, n) of float32/float64 problems; see the module docstring.
+
+    With a distributed ``rows`` (:class:`dopfast.rpca.rows.Rows`), ``y`` is this rank's rows of every problem
+    and so are the returned ``low_rank``/``sparse``; everything else is the same on every rank.
+    """
+    rows = Rows(y.shape[1], y.device) if rows is None else rows
+    b, n = y.shape[0], y.shape[2]
+    m = rows.total
     k = min(m, n) if rank is None else min(int(rank), min(m, n))
-    peak = y.abs().amax((-2, -1))
+    peak = rows.max(y.abs().amax((-2, -1)))
     zero = peak == 0
     if step is None:
         # Per-problem scale so that one normalised step serves the whole batch.
-        scale, tau = step_scale(y, alpha), STEP_FRACTION
+        scale, tau = step_scale(y, alpha, rows), STEP_FRACTION
     else:
         # The caller's step in the data's units: solve on y / c with step·c, one c for the whole batch.
         c = float(peak.max()) if bool((~zero).any()) else 1.0
         scale, tau = torch.full_like(peak, c), float(step) * c
     scale = torch.where(zero, torch.ones_like(scale), scale)
     yn = y / scale.view(-1, 1, 1)
-    spec = torch.linalg.matrix_norm(yn, ord=2)
+    spec = _spectral_norm(yn, rows)
     std = init_scale * torch.sqrt(spec / max(m, n)).clamp_min(1e-30)
     std = torch.where(zero, torch.zeros_like(std), std)  # a zero problem's answer is exactly zero
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
+    seed = int(torch.randint(0, 2**62, (1,), generator=gen))
 
-    def noise(*shape):
-        return torch.randn(*shape, generator=gen, dtype=y.dtype).to(y.device) * std.view(-1, 1, 1)
+    def draw(tag, part, total, cols):
+        return torch.stack([initial_draw(seed, i, tag, part, total, cols, y.dtype) for i in range(b)]).to(
+            y.device) * std.view(-1, 1, 1)
 
-    u = noise(b, m, k)
-    v = None if psd else noise(b, n, k)
-    g = noise(b, m, n)
+    # U whole for U Uᵀ (every rank needs all of it), by rows for U Vᵀ; V whole; g, h by rows.
+    u = draw(0, slice(0, m) if psd else rows.rows, m, k)
+    v = None if psd else draw(1, slice(0, n), n, k)
+    g = draw(2, rows.rows, m, n)
     h = g.clone()
-    y_norm = torch.linalg.matrix_norm(yn).cpu()
+    y_norm = torch.stack([torch.tensor(rows.norm(p)) for p in yn]).double() if b else torch.zeros(0)
+
+    def factors(i):  # this rank's rows of the left factor, and the whole right factor, of problem i
+        return (u[i][rows.rows], u[i]) if psd else (u[i], v[i])
+
     chunks = []  # per-chunk (b, steps) loss blocks, NaN for problems already finished
     n_iter = np.zeros(b, dtype=np.int64)
     converged = zero.cpu().numpy().copy()
@@ -114,7 +171,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     certified: dict[int, object] = {}  # problem -> accepted Refinement (normalised units)
     next_try = np.full(b, REFINE_FIRST, dtype=np.int64)  # step counts at which a refinement is attempted
     bar = None
-    if verbose:
+    if verbose and rows.rank == 0:
         from tqdm.auto import tqdm
         bar = tqdm(total=max_iter, desc="RobustPCA(dop)", unit="step")
     try:
@@ -123,14 +180,11 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             steps = min(CHUNK, max_iter - done)
             if refine:  # end the chunk where a refinement is due
                 steps = max(1, min(steps, int(next_try[active.numpy()].min()) - done))
-            ya = yn[active]
-            if psd:
-                sol = ops.rpca_dop_solve(ya, u[active], g[active], h[active], tau, alpha, steps)
+            if rows.distributed:
+                chunk_losses = torch.stack([_sharded_steps(yn[i], u[i], None if psd else v[i], g[i], h[i], tau, alpha,
+                                                           steps, rows) for i in active.tolist()])
             else:
-                sol = ops.rpca_dop_solve_uv(ya, u[active], v[active], g[active], h[active], tau, alpha, steps)
-                v[active] = sol.v
-            u[active], g[active], h[active] = sol.u, sol.g, sol.h
-            chunk_losses = sol.losses.to(device="cpu", dtype=torch.float64)
+                chunk_losses = _fused_steps(yn, u, v, g, h, active, tau, alpha, steps)
             block = torch.full((b, steps), math.nan, dtype=torch.float64)
             block[active] = chunk_losses
             chunks.append(block)
@@ -150,8 +204,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                     next_try[i] = 2 * done  # also when the residual is still too large: chunks stay long
                     if rel[j] > REFINE_START:
                         continue
-                    x_i = u[i] @ (u[i] if psd else v[i]).mT
-                    attempt = _try_refine(yn[i], x_i, psd, k, quick=True)
+                    attempt = _try_refine(yn[i], *factors(i), psd, k, rows, quick=True)
                     if attempt is not None and attempt.accepted:
                         certified[i] = attempt
                         finished[j] = True
@@ -164,15 +217,64 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
         if bar is not None:
             bar.close()
     sc = scale.view(-1, 1, 1)
-    xn = u @ u.mT if psd else u @ v.mT
+    xn = torch.stack([a @ c.mT for a, c in map(factors, range(b))]) if b else yn.clone()
     sn = g * g - h * h
     losses = torch.cat(chunks, dim=1) if chunks else torch.zeros(b, 0, dtype=torch.float64)
     fit = DopFit(low_rank=xn * sc, sparse=sn * sc, dop_low_rank=xn * sc, n_iter=n_iter, converged=converged,
                  loss_curve=(losses * scale.cpu().double().view(-1, 1) ** 2).numpy(),
                  step=(tau / scale.cpu().double()).numpy(), rank=None, refined=None)
     if refine:
-        _refine(fit, yn, xn, sc, psd, k, zero, certified)
+        _refine(fit, yn, factors, sc, psd, k, zero, certified, rows)
     return fit
+
+
+def _fused_steps(yn, u, v, g, h, active, tau, alpha, steps) -> Tensor:
+    """``steps`` DOP steps of the active problems in one call of the whole-loop solver; their losses."""
+    ya = yn[active]
+    if v is None:
+        sol = ops.rpca_dop_solve(ya, u[active], g[active], h[active], tau, alpha, steps)
+    else:
+        sol = ops.rpca_dop_solve_uv(ya, u[active], v[active], g[active], h[active], tau, alpha, steps)
+        v[active] = sol.v
+    u[active], g[active], h[active] = sol.u, sol.g, sol.h
+    return sol.losses.to(device="cpu", dtype=torch.float64)
+
+
+def _sharded_steps(y: Tensor, u: Tensor, v: Tensor | None, g: Tensor, h: Tensor, tau: float, alpha: float,
+                   steps: int, rows: Rows) -> Tensor:
+    """``steps`` DOP steps of one problem whose rows are split over a process group, updating the (views)
+    u, v, g, h in place; the losses ¼‖R‖² before each step (NaN after a non-finite one, where it stops).
+
+    One all-reduce per step carries the ``n × k`` factor gradient and the loss: for ``U Vᵀ`` the sum of
+    ``R_pᵀ U_p``; for ``U Uᵀ`` (U whole on every rank) ``R_pᵀ U_p`` plus ``R_p U`` in rank p's rows, whose
+    sum is ``(Rᵀ + R) U``. The local work is the fused residual step and two products, as in the solver.
+    """
+    n, k = y.shape[1], u.shape[1]
+    x, r = torch.empty_like(y), torch.empty_like(y)
+    buf = torch.empty(n * k + 1, dtype=y.dtype, device=y.device)
+    grad = buf[: n * k].view(n, k)
+    losses = torch.full((steps,), math.nan, dtype=torch.float64)
+    mine = u[rows.rows] if v is None else u
+    for t in range(steps):
+        torch.matmul(mine, (u if v is None else v).mT, out=x)
+        buf[-1] = ops.residual_step_out_(x, g, h, y, alpha * tau, r)
+        torch.matmul(r.mT, mine, out=grad)
+        if v is None:
+            grad[rows.rows] += r @ u
+        else:
+            local = r @ v
+        total = rows.sum(buf)
+        losses[t] = float(total[-1])
+        if v is None:
+            u.sub_(total[: n * k].view(n, k), alpha=0.5 * tau)
+        else:
+            u.sub_(local, alpha=tau)
+            v.sub_(total[: n * k].view(n, k), alpha=tau)
+        if not math.isfinite(losses[t]):
+            break
+    # U (and V) are replicated: keep every rank bit-identical
+    u.copy_(rows.agree(u)) if v is None else v.copy_(rows.agree(v))
+    return losses
 
 
 @contextlib.contextmanager
@@ -189,7 +291,7 @@ def _one_thread(enabled: bool):
             torch.set_num_threads(before)
 
 
-def _try_refine(y: Tensor, x: Tensor, psd: bool, k: int, quick: bool):
+def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, quick: bool):
     """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
     stands). A quick attempt (during DOP) has a smaller sweep budget: it is retried later anyway."""
     budget = dict(max_outer=6, max_sweeps=40) if quick else {}
@@ -198,15 +300,15 @@ def _try_refine(y: Tensor, x: Tensor, psd: bool, k: int, quick: bool):
     fit_tol = max(1e-9, 64 * torch.finfo(y.dtype).eps)
     try:
         with _one_thread(y.numel() <= 1 << 20):
-            r = refine_low_rank(y.double(), x.double(), psd, max_rank=k, fit_tol=fit_tol, **budget)
+            r = refine_low_rank(y.double(), u.double(), v.double(), psd, rows, max_rank=k, fit_tol=fit_tol, **budget)
     except (torch.linalg.LinAlgError, RuntimeError):
         return None  # e.g. a singular least-squares system
     r.low_rank = r.low_rank.to(y.dtype)
     return r
 
 
-def _refine(fit: DopFit, yn: Tensor, xn: Tensor, sc: Tensor, psd: bool, k: int, zero: Tensor,
-            certified: dict) -> None:
+def _refine(fit: DopFit, yn: Tensor, factors, sc: Tensor, psd: bool, k: int, zero: Tensor, certified: dict,
+            rows: Rows) -> None:
     """The refinement of every problem: certified during DOP, or attempted once more on the final iterate."""
     b = yn.shape[0]
     fit.rank = np.zeros(b, dtype=np.int64)
@@ -215,11 +317,11 @@ def _refine(fit: DopFit, yn: Tensor, xn: Tensor, sc: Tensor, psd: bool, k: int, 
     for i in range(b):
         if bool(zero[i]):
             continue
-        r = certified.get(i) or _try_refine(yn[i], xn[i], psd, k, quick=False)
+        r = certified.get(i) or _try_refine(yn[i], *factors(i), psd, k, rows, quick=False)
         if r is None:
             continue
         fit.rank[i] = r.rank
-        if r.accepted and bool(torch.isfinite(r.low_rank).all()):
+        if r.accepted and rows.all(bool(torch.isfinite(r.low_rank).all())):
             low[i] = r.low_rank * sc[i]
             fit.refined[i] = True
     fit.sparse = torch.where(torch.as_tensor(fit.refined, device=low.device).view(-1, 1, 1),

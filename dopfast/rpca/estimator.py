@@ -17,7 +17,9 @@ import torch
 from torch import Tensor
 
 from .. import _validate
+from . import sharded
 from .dop import fit_dop
+from .rows import Rows
 
 METHODS = ("dop", "pcp", "convex")
 MODELS = ("auto", "psd", "general")
@@ -65,7 +67,13 @@ class RobustPCA:
     random_state : int or None
         Seed of the initialisation.
     verbose : bool
-        Show a progress bar.
+        Show a progress bar (rank 0 only when distributed).
+    distributed : bool
+        Fit one matrix whose rows are split over the ranks of the initialised default ``torch.distributed``
+        process group: call ``fit(Y_local)`` in every rank with its block of consecutive rows (blocks in rank
+        order, at least one row each; gloo for CPU tensors, NCCL for CUDA ones). ``low_rank_``/``sparse_``
+        are this rank's rows; everything else is the same on every rank, and with the same ``random_state``
+        the result equals the one-process fit of the whole matrix up to rounding (see docs/scale-out.md).
 
     Attributes
     ----------
@@ -82,7 +90,7 @@ class RobustPCA:
     def __init__(self, method: str = "dop", model: str = "auto", alpha: float | None = None,
                  step: float | None = None, rank: int | None = None, max_iter: int = 50_000, tol: float = 1e-3,
                  init_scale: float = 1e-4, refine: bool = True, device=None, dtype=None, random_state=None,
-                 verbose: bool = False):
+                 verbose: bool = False, distributed: bool = False):
         self.method = method
         self.model = model
         self.alpha = alpha
@@ -96,6 +104,7 @@ class RobustPCA:
         self.dtype = dtype
         self.random_state = random_state
         self.verbose = verbose
+        self.distributed = distributed
 
     # scikit-learn's parameter protocol, read from the signature of __init__
     @classmethod
@@ -125,6 +134,9 @@ class RobustPCA:
         _validate.choice(_OWNER, "model", self.model, MODELS)
         _validate.choice(_OWNER, "refine", self.refine, (True, False))
         _validate.choice(_OWNER, "verbose", self.verbose, (True, False))
+        _validate.choice(_OWNER, "distributed", self.distributed, (True, False))
+        if self.distributed and self.method != "dop":
+            raise ValueError(f"RobustPCA: distributed=True needs method='dop', got method={self.method!r}")
         return {
             "alpha": _validate.real(_OWNER, "alpha", self.alpha, allow_none=True),
             "step": _validate.real(_OWNER, "step", self.step, allow_none=True),
@@ -189,13 +201,16 @@ class RobustPCA:
             return t.to(device=info.device, dtype=info.dtype or t.dtype)
         return t.cpu().numpy()
 
-    def _resolve_model(self, y: Tensor) -> str:
+    def _resolve_model(self, y: Tensor, rows: Rows | None = None) -> str:
+        m = y.shape[-2] if rows is None else rows.total
         if self.model != "auto":
-            if self.model == "psd" and y.shape[-1] != y.shape[-2]:
-                raise ValueError(f"RobustPCA: model='psd' needs square matrices, got shape {tuple(y.shape[-2:])}")
+            if self.model == "psd" and y.shape[-1] != m:
+                raise ValueError(f"RobustPCA: model='psd' needs square matrices, got shape {(m, y.shape[-1])}")
             return self.model
-        if y.shape[-1] != y.shape[-2]:
+        if y.shape[-1] != m:
             return "general"
+        if rows is not None:
+            return "psd" if sharded.psd_dominant(y[0], rows) else "general"
         peak = y.abs().amax((-2, -1), keepdim=True)
         yn = y / torch.where(peak > 0, peak, torch.ones_like(peak))  # no overflow in the norms below
         sym = torch.linalg.matrix_norm(yn - yn.mT) <= 1e-10 * torch.linalg.matrix_norm(yn)
@@ -229,15 +244,22 @@ class RobustPCA:
         for name in ("low_rank_", "sparse_", "dop_low_rank_", "n_iter_", "loss_curve_", "converged_", "rank_",
                      "refined_", "step_", "model_", "alpha_"):
             self.__dict__.pop(name, None)  # nothing from an earlier fit survives this one
-        params = self._validate()
-        t, info = self._to_tensor(X)
-        b, m, n = t.shape
-        self.model_ = self._resolve_model(t)
+        params = self._validate()  # the same parameters on every rank: checked before any collective
+        if self.distributed:
+            (t, info), rows = sharded.collective_checks(lambda: self._to_tensor(X), _OWNER)
+            generator = sharded.same_generator(self._generator, rows)
+        else:
+            t, info = self._to_tensor(X)
+            rows = None
+        n = t.shape[2]
+        m = t.shape[1] if rows is None else rows.total
+        self.model_ = self._resolve_model(t, rows)
         self.alpha_ = params["alpha"] if params["alpha"] is not None else math.sqrt(max(m, n))
         if self.method == "dop":
             fit = fit_dop(t, psd=self.model_ == "psd", alpha=self.alpha_, step=params["step"], rank=params["rank"],
                           max_iter=params["max_iter"], tol=params["tol"], init_scale=params["init_scale"],
-                          refine=bool(self.refine), generator=self._generator(), verbose=self.verbose)
+                          refine=bool(self.refine), generator=generator if rows is not None else self._generator(),
+                          verbose=self.verbose, rows=rows)
             low, sparse = fit.low_rank, fit.sparse
             self.dop_low_rank_ = self._back(fit.dop_low_rank, info)
             self.n_iter_, self.converged_, self.loss_curve_, self.step_ = (fit.n_iter, fit.converged,

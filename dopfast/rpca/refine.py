@@ -26,6 +26,11 @@ It is accepted only with a certificate that the refit gives itself, never by com
 
 Without a certificate the DOP estimate is kept; :func:`dopfast.rpca.fit_dop` then runs DOP further and tries
 again.
+
+Everything works from the factors (``X̃ = U Vᵀ``, U by rows, V whole) and through :class:`Rows`, so the same
+code refines a matrix held by one process or split by rows over a process group: the SVD of X̃ is a
+tall-skinny QR of U and an SVD of the small ``R Vᵀ``; the medians and column order statistics are exact
+collective selections; the V half of each least-squares sweep sums per-column normal equations over ranks.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from .rows import Rows
 
 
 @dataclass
@@ -56,73 +63,111 @@ def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
     return int(torch.argmax(ratios)) + 1
 
 
-def _als_half(y: Tensor, w: Tensor, other: Tensor) -> Tensor:
-    """Rows of F minimising ‖w ∘ (F otherᵀ − y)‖² (weighted least squares per row, tiny ridge for safety)."""
+def _normal(y: Tensor, w: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row i of F, the normal equations of ``min ‖w_i ∘ (F_i otherᵀ − y_i)‖²``: (gram, rhs)."""
     r = other.shape[1]
     outer = (other[:, :, None] * other[:, None, :]).reshape(other.shape[0], r * r)
-    gram = (w @ outer).view(-1, r, r)  # gram[i] = sum_j w_ij other_j other_jᵀ, as one GEMM
-    rhs = (w * y) @ other
-    ridge = 1e-13 * gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(y.dtype).tiny)
-    eye = torch.eye(other.shape[1], dtype=y.dtype, device=y.device)
+    return (w @ outer).view(-1, r, r), (w * y) @ other  # gram[i] = sum_j w_ij other_j other_jᵀ, as one GEMM
+
+
+def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
+    """The rows solving ``gram[i] f_i = rhs[i]`` (tiny ridge for safety)."""
+    ridge = 1e-13 * gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(gram.dtype).tiny)
+    eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
     return torch.linalg.solve(gram + ridge[:, None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
 
 
-def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, max_sweeps: int, tol: float):
+def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float):
+    """Alternating least squares on the clean entries: U by its (local) rows, V from normal equations summed
+    over every rank's rows."""
     w = clean.to(y.dtype)
     x = u @ v.mT
     sweeps = 0
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is returned
-        u = _als_half(y, w, v)
-        v = _als_half(y.mT, w.mT, u)
+        u = _solve(*_normal(y, w, v))
+        gram, rhs = _normal(y.mT, w.mT, u)
+        v = _solve(rows.sum(gram), rows.sum(rhs))
         x_new = u @ v.mT
-        change = float(torch.linalg.matrix_norm(x_new - x)) / max(float(torch.linalg.matrix_norm(x_new)), 1e-300)
+        change = rows.norm(x_new - x) / max(rows.norm(x_new), 1e-300)
         x = x_new
         if change < tol:
             break
     return u, v, sweeps
 
 
-def refine_low_rank(y: Tensor, x_dop: Tensor, psd: bool, max_rank: int | None = None,
-                    max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9,
+def factored_svd(u: Tensor, v: Tensor, rows: Rows) -> tuple[Tensor, Tensor, Tensor]:
+    """SVD ``U Vᵀ = L diag(s) Zᵀ`` from the factors (U by rows, V whole): this rank's rows of L, s and Zᵀ."""
+    q, r = rows.qr(u)
+    w, s, zh = torch.linalg.svd(r @ v.mT, full_matrices=False)
+    w, s, zh = rows.agree(w), rows.agree(s), rows.agree(zh)
+    return q @ w, s, zh
+
+
+def _psd_part(u: Tensor, v: Tensor, rows: Rows) -> tuple[Tensor, Tensor]:
+    """Factors (rows, whole) of the positive semidefinite part of ``½(U Vᵀ + V Uᵀ)`` for square data, from a
+    tall-skinny QR of ``[U, V]``: ``½(U Vᵀ + V Uᵀ) = Q (R J Rᵀ) Qᵀ`` with ``J = ½[[0, I], [I, 0]]``."""
+    r = u.shape[1]
+    q, rf = rows.qr(torch.cat([u, v[rows.rows]], dim=1))
+    eye = torch.eye(r, dtype=u.dtype, device=u.device)
+    zero = torch.zeros_like(eye)
+    j = 0.5 * torch.cat([torch.cat([zero, eye], 1), torch.cat([eye, zero], 1)], 0)
+    lam, w = torch.linalg.eigh(rf @ j @ rf.mT)
+    lam, w = rows.agree(lam), rows.agree(w)
+    half = q @ (w * lam.clamp_min(0).sqrt())
+    return half, rows.gather_rows(half)
+
+
+def _local_max(t: Tensor, empty: float = 0.0) -> Tensor:
+    return (t.max() if t.numel() else torch.tensor(empty, dtype=torch.float64)).reshape(1).double()
+
+
+def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | None = None,
+                    max_rank: int | None = None, max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9,
                     gap: float = 100.0) -> Refinement:
-    """Refine DOP's low-rank estimate ``x_dop`` of ``y`` (one matrix). See the module docstring.
+    """Refine DOP's low-rank estimate ``U Vᵀ`` of ``y``. See the module docstring.
+
+    ``y`` and ``u`` are this process's rows (all of them without ``rows``), ``v`` is whole. The returned
+    ``low_rank`` is this process's rows of the refit (or of ``U Vᵀ`` when no certificate holds).
 
     The refit is certified at the spectral gap's rank r̂ first; then the smallest certified rank is returned: a
     larger rank can also fit the clean entries exactly by absorbing a block of the corruption that no clean
-    entry pins down, so once r̂ holds the ranks below it are tried (with a small sweep budget: a rank below the
-    truth cannot fit exactly, and fails fast).
+    entry pins down, so once r̂ holds the ranks below it are tried, downwards from r̂ − 1 and with a small
+    sweep budget, until one fails (a rank below the truth cannot fit exactly and fails fast; a matrix of
+    rank r − 1 is also one of rank r, so a rank that fails ends the search).
     """
-    m, n = y.shape
+    rows = Rows(y.shape[0], y.device) if rows is None else rows
+    m, n = rows.total, y.shape[1]
+    x_dop = u @ v.mT
     max_rank = min(m, n) - 1 if max_rank is None else min(max_rank, min(m, n) - 1)
     if max_rank < 1:
         return Refinement(x_dop, 0, False, "matrix too small to refine", 0)
-    u_, s, vh = torch.linalg.svd(x_dop, full_matrices=False)
+    left, s, zh = factored_svd(u, v, rows)
     top = spectral_gap_rank(s, max_rank)
     if top == 0:
         return Refinement(x_dop, 0, False, "zero low-rank estimate", 0)
-    best = _refit(y, x_dop, u_, s, vh, top, psd, max_outer, max_sweeps, fit_tol, gap)
+    best = _refit(y, x_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap)
     sweeps = best.sweeps
     if not best.accepted:
         return Refinement(x_dop, top, False, best.reason, sweeps)
-    for r in range(1, top):
-        probe = _refit(y, x_dop, u_, s, vh, r, psd, min(max_outer, 3), min(max_sweeps, 30), fit_tol, gap)
+    for r in range(top - 1, 0, -1):  # downwards: a rank that cannot fit the clean entries ends the search
+        probe = _refit(y, x_dop, left, s, zh, r, psd, rows, min(max_outer, 3), min(max_sweeps, 30), fit_tol, gap)
         sweeps += probe.sweeps
-        if probe.accepted:
-            best = probe
+        if not probe.accepted:
             break
+        best = probe
     return Refinement(best.low_rank, best.rank, True, best.reason, sweeps)
 
 
-def _refit(y: Tensor, x0: Tensor, u_: Tensor, s: Tensor, vh: Tensor, r: int, psd: bool, max_outer: int,
-           max_sweeps: int, fit_tol: float, gap: float) -> Refinement:
-    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``u_, s, vh``)."""
-    m, n = y.shape
+def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool, rows: Rows,
+           max_outer: int, max_sweeps: int, fit_tol: float, gap: float) -> Refinement:
+    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``left, s, zh``)."""
+    m, n = rows.total, y.shape[1]
     root = s[:r].sqrt()
-    u, v = u_[:, :r] * root, vh[:r].mT * root
+    u, v = left[:, :r] * root, zh[:r].mT * root
     res = (y - x0).abs()
-    threshold = 5 * float(res.median()) / 0.6745
+    threshold = 5 * rows.median(res) / 0.6745
     clean = res <= threshold
-    scale = float(y.abs().max())
+    scale = float(rows.max(_local_max(y.abs())))
     total_sweeps = 0
     stable = False
     need = min(r + 2, m, n)
@@ -130,29 +175,30 @@ def _refit(y: Tensor, x0: Tensor, u_: Tensor, s: Tensor, vh: Tensor, r: int, psd
         # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
         # row is undetermined. The certificate below still demands an over-determined clean set.
         clean = clean | (res <= res.kthvalue(need, dim=1, keepdim=True).values)
-        clean = clean | (res <= res.kthvalue(need, dim=0, keepdim=True).values)
-        u, v, sweeps = _fit(y, clean, u, v, max_sweeps, 1e-14)
+        clean = clean | (res <= rows.column_kth(res, need))
+        u, v, sweeps = _fit(y, clean, u, v, rows, max_sweeps, 1e-14)
         total_sweeps += sweeps
         res = (y - u @ v.mT).abs()
         # The threshold follows the clean entries' residual scale down, by at most 10x per round, so that a
         # corruption still pulling the fit cannot make many clean entries look corrupted at once.
-        threshold = max(10 * float(res[clean].median()) / 0.6745 + 1e-12 * scale, 0.1 * threshold)
+        threshold = max(10 * rows.median(res[clean]) / 0.6745 + 1e-12 * scale, 0.1 * threshold)
         new_clean = res <= threshold
-        stable = torch.equal(new_clean, clean)
+        stable = rows.all(torch.equal(new_clean, clean))
         if stable:
             break
         clean = new_clean
-    x = u @ v.mT
     if psd:
-        w, q = torch.linalg.eigh(0.5 * (x + x.mT))
-        x = (q * w.clamp_min(0)) @ q.mT
+        u, v = _psd_part(u, v, rows)
+    x = u @ v.mT
     res = (y - x).abs()
-    fit = float(torch.linalg.matrix_norm((y - x) * clean)) / max(float(torch.linalg.matrix_norm(y * clean)), 1e-300)
+    fit = rows.norm((y - x) * clean) / max(rows.norm(y * clean), 1e-300)
     unknowns = r * (m + n - r)
-    count = int(clean.sum())
-    determined = count > unknowns + max(m, n) and int(clean.sum(1).min()) > r and int(clean.sum(0).min()) > r
-    largest_clean = float(res[clean].max()) if count else 0.0
-    smallest_flagged = float(res[~clean].min()) if count < m * n else math.inf
+    count = rows.count(clean)
+    fewest_in_row = int(rows.min(clean.sum(1).min().reshape(1)))
+    fewest_in_column = int(rows.sum(clean.sum(0)).min())
+    determined = count > unknowns + max(m, n) and fewest_in_row > r and fewest_in_column > r
+    largest_clean = float(rows.max(_local_max(res[clean])))
+    smallest_flagged = float(rows.min(-_local_max(-res[~clean], -math.inf)))
     consistent = stable and smallest_flagged >= gap * max(largest_clean, 1e-300)
     if fit <= fit_tol and determined and consistent:
         return Refinement(x, r, True, "exact fit on an over-determined, stable and separated clean set", total_sweeps)

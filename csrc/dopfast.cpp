@@ -6,10 +6,15 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(dopfast, m) {
-  // r = x + g*g - h*h - y; then g -= step*r*g, h += step*r*h (pre-update r); loss = 1/4 ||r||^2.
-  m.def("residual_step_(Tensor x, Tensor(a!) g, Tensor(b!) h, Tensor y, float step) -> (Tensor r, Tensor loss)");
+  // r = x + g*g - h*h - y; then g -= step*r*g, h += step*r*h (pre-update r); loss = 1/4 ||r||^2. With a bool
+  // mask (true = observed), r = 0 where the mask is false and g, h are left there.
+  m.def(
+      "residual_step_(Tensor x, Tensor(a!) g, Tensor(b!) h, Tensor y, float step, Tensor? mask=None) "
+      "-> (Tensor r, Tensor loss)");
   // The same step writing r into a caller-owned buffer (no allocation in a loop).
-  m.def("residual_step_out_(Tensor x, Tensor(a!) g, Tensor(b!) h, Tensor y, float step, Tensor(c!) r) -> Tensor");
+  m.def(
+      "residual_step_out_(Tensor x, Tensor(a!) g, Tensor(b!) h, Tensor y, float step, Tensor(c!) r, "
+      "Tensor? mask=None) -> Tensor");
   // Differentiable residual r = x + g*g - h*h - y; its backward is dop_residual_backward.
   m.def("dop_residual(Tensor x, Tensor g, Tensor h, Tensor y) -> Tensor");
   m.def("dop_residual_backward(Tensor grad, Tensor g, Tensor h) -> (Tensor grad_g, Tensor grad_h)");

@@ -5,7 +5,10 @@
 
 #include <ATen/ops/empty.h>
 
+#include <initializer_list>
+#include <optional>
 #include <tuple>
+#include <utility>
 
 namespace dopfast {
 
@@ -32,28 +35,46 @@ inline void check_residual_step_args(std::string_view op, const at::Tensor& x, c
   check_no_overlap(h, "h", y, "y", op);
 }
 
+// The optional observation mask: bool, the shape and device of x, not sharing memory with what is written.
+inline void check_residual_mask(std::string_view op, const at::Tensor& x, const std::optional<at::Tensor>& mask,
+                                std::initializer_list<std::pair<const at::Tensor*, std::string_view>> written) {
+  if (!mask) return;
+  const at::Tensor& m = *mask;
+  TORCH_CHECK(m.defined(), "dopfast.", op, ": mask is undefined");
+  TORCH_CHECK(m.scalar_type() == at::kBool, "dopfast.", op, ": mask must be a bool tensor (true = observed), got ",
+              m.scalar_type());
+  TORCH_CHECK(m.layout() == at::kStrided, "dopfast.", op, ": mask must be a dense (strided) tensor, got ", m.layout());
+  TORCH_CHECK(m.device() == x.device(), "dopfast.", op, ": mask must be on the device of x (", x.device(), "), got ",
+              m.device());
+  TORCH_CHECK(m.sizes() == x.sizes(), "dopfast.", op, ": mask must have the shape of x ", x.sizes(), ", got ",
+              m.sizes());
+  for (const auto& [t, name] : written) check_no_overlap(*t, name, m, "mask", op);
+}
+
 inline void check_residual_backward_args(const at::Tensor& grad, const at::Tensor& g, const at::Tensor& h) {
   check_float_tensor(grad, "dop_residual_backward", "grad");
   check_like(grad, "grad", g, "dop_residual_backward", "g");
   check_like(grad, "grad", h, "dop_residual_backward", "h");
 }
 
-// The two entry points of residual_step, shared by the backends. `into(x, g, h, y, step, r)` runs the backend's
-// kernel with a contiguous output r and returns the loss tensor.
+// The two entry points of residual_step, shared by the backends. `into(x, g, h, y, step, mask, r)` runs the
+// backend's kernel with a contiguous output r and returns the loss tensor.
 // `make_output(x)` allocates the contiguous residual.
 template <typename Into, typename MakeOutput>
 std::tuple<at::Tensor, at::Tensor> residual_step_op(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
-                                                    const at::Tensor& y, double step, Into&& into,
+                                                    const at::Tensor& y, double step,
+                                                    const std::optional<at::Tensor>& mask, Into&& into,
                                                     MakeOutput&& make_output) {
   check_residual_step_args("residual_step_", x, g, h, y, step);
+  check_residual_mask("residual_step_", x, mask, {{&g, "g"}, {&h, "h"}});
   at::Tensor r = make_output(x);
-  at::Tensor loss = into(x, g, h, y, step, r);
+  at::Tensor loss = into(x, g, h, y, step, mask, r);
   return {r, loss};
 }
 
 template <typename Into>
 at::Tensor residual_step_out_op(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
-                                at::Tensor& r, Into&& into) {
+                                at::Tensor& r, const std::optional<at::Tensor>& mask, Into&& into) {
   constexpr std::string_view op = "residual_step_out_";
   check_residual_step_args(op, x, g, h, y, step);
   check_like(x, "x", r, op, "r");
@@ -62,8 +83,9 @@ at::Tensor residual_step_out_op(const at::Tensor& x, at::Tensor& g, at::Tensor& 
   check_no_overlap(r, "r", g, "g", op);
   check_no_overlap(r, "r", h, "h", op);
   check_no_overlap(r, "r", y, "y", op);
+  check_residual_mask(op, x, mask, {{&g, "g"}, {&h, "h"}, {&r, "r"}});
   InplaceContiguous rw(r);
-  at::Tensor loss = into(x, g, h, y, step, rw.work);
+  at::Tensor loss = into(x, g, h, y, step, mask, rw.work);
   rw.finish();
   return loss;
 }

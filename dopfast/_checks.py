@@ -49,6 +49,18 @@ def residual_step(op: str, x, g, h, y, step) -> None:
     finite(step, op, "step")
 
 
+def mask(op: str, x, m) -> None:
+    """The optional observation mask (csrc/residual_args.h check_residual_mask, overlap excepted)."""
+    if m is None:
+        return
+    if m.dtype != torch.bool:
+        _fail(op, f"mask must be a bool tensor (true = observed), got {m.dtype}")
+    if m.device != x.device:
+        _fail(op, f"mask must be on the device of x ({x.device}), got {m.device}")
+    if m.shape != x.shape:
+        _fail(op, f"mask must have the shape of x {list(x.shape)}, got {list(m.shape)}")
+
+
 def residual_backward(grad, g, h) -> None:
     float_tensor(grad, "dop_residual_backward", "grad")
     like(grad, "grad", g, "dop_residual_backward", "g")

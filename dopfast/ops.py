@@ -41,7 +41,19 @@ def _step(value, name: str, op: str) -> float:
     return float(value)
 
 
-def residual_step_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float) -> tuple[Tensor, Tensor]:
+def _mask(mask, op: str):
+    """An observation mask as the kernels take it: bool, or 0/1 of any real dtype (checked, then converted)."""
+    if mask is None or not isinstance(mask, Tensor) or mask.dtype == torch.bool:
+        return mask
+    if mask.is_floating_point() or mask.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError(f"dopfast.{op}: mask must be bool or hold only 0 and 1")
+        return mask != 0
+    raise TypeError(f"dopfast.{op}: mask must be a bool or 0/1 tensor, got {mask.dtype}")
+
+
+def residual_step_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float,
+                   mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One fused DOP step on the sparse part.
 
     Computes ``r = x + g∘g − h∘h − y``, then in place ``g −= step·r∘g`` and ``h += step·r∘h`` (with the
@@ -53,13 +65,18 @@ def residual_step_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float) -> t
         g, h: ``[...]`` the sparse factors (updated in place; must not alias each other or x, y).
         y: ``[...]`` observations.
         step: the sparse step ``α·τ``.
+        mask: optional ``[...]`` observation mask (bool, or 0/1): where it is false the entry is missing, so
+            ``r = 0`` there (it adds nothing to the loss or to any gradient) and g, h keep their values,
+            whatever x and y hold there (NaN included).
     """
-    return _ops.residual_step_(x, g, h, y, _step(step, "step", "residual_step_"))
+    return _ops.residual_step_(x, g, h, y, _step(step, "step", "residual_step_"), _mask(mask, "residual_step_"))
 
 
-def residual_step_out_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float, r: Tensor) -> Tensor:
+def residual_step_out_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float, r: Tensor,
+                       mask: Tensor | None = None) -> Tensor:
     """:func:`residual_step_` writing the residual into the caller's buffer ``r``; returns the loss."""
-    return _ops.residual_step_out_(x, g, h, y, _step(step, "step", "residual_step_out_"), r)
+    return _ops.residual_step_out_(x, g, h, y, _step(step, "step", "residual_step_out_"), r,
+                                   _mask(mask, "residual_step_out_"))
 
 
 def _batched(info, in_dims, tensors):
@@ -219,15 +236,17 @@ def sop_loss_step_(logits: Tensor, targets: Tensor, index: Tensor, u: Tensor, v:
 
 
 @torch.library.register_fake("dopfast::residual_step_")
-def _(x, g, h, y, step):
+def _(x, g, h, y, step, mask=None):
     _checks.residual_step("residual_step_", x, g, h, y, step)
+    _checks.mask("residual_step_", x, mask)
     return torch.empty_like(x, memory_format=torch.contiguous_format), x.new_empty(())
 
 
 @torch.library.register_fake("dopfast::residual_step_out_")
-def _(x, g, h, y, step, r):
+def _(x, g, h, y, step, r, mask=None):
     _checks.residual_step("residual_step_out_", x, g, h, y, step)
     _checks.like(x, "x", r, "residual_step_out_", "r")
+    _checks.mask("residual_step_out_", x, mask)
     return x.new_empty(())
 
 

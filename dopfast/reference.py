@@ -13,12 +13,16 @@ import torch
 from torch import Tensor
 
 
-def residual_step_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float) -> tuple[Tensor, Tensor]:
-    """``r = x + g∘g − h∘h − y``; ``g −= step·r∘g``; ``h += step·r∘h``; returns ``(r, ¼‖r‖²)`` (pre-update)."""
+def residual_step_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float,
+                   mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """``r = x + g∘g − h∘h − y``; ``g −= step·r∘g``; ``h += step·r∘h``; returns ``(r, ¼‖r‖²)`` (pre-update).
+    With a bool ``mask``: ``r = 0`` where it is false, and g, h are left there."""
     r = x + g * g - h * h - y
+    if mask is not None:
+        r = torch.where(mask, r, torch.zeros((), dtype=r.dtype, device=r.device))
     loss = 0.25 * (r * r).sum()
-    g.sub_(step * r * g)
-    h.add_(step * r * h)
+    g.copy_(torch.where(mask, g - step * r * g, g) if mask is not None else g - step * r * g)
+    h.copy_(torch.where(mask, h + step * r * h, h) if mask is not None else h + step * r * h)
     return r, loss
 
 

@@ -69,7 +69,7 @@ def test_rpca_cli_on_npy_csv_and_frames(tmp_path):
 
 
 @pytest.mark.parametrize("make,needle", [
-    (lambda p: np.save(p / "a.npy", np.array([[1.0, np.nan], [0.0, 1.0]])), "missing (NaN) entries"),
+    (lambda p: np.save(p / "a.npy", np.array([[1.0, np.nan], [0.0, 1.0]])), "mask needs method='dop'"),
     (lambda p: (p / "a.txt").write_text("x"), "expected .npy, .npz, .csv"),
     (lambda p: (p / "a.csv").write_text("1,2\n3\n"), "cannot be read"),
     (lambda p: np.save(p / "a.npy", np.ones(5)), "must be a non-empty matrix"),
@@ -77,6 +77,33 @@ def test_rpca_cli_on_npy_csv_and_frames(tmp_path):
 def test_rpca_cli_errors(tmp_path, make, needle):
     make(tmp_path)
     name = next(p.name for p in tmp_path.iterdir())
-    done = _run("rpca", str(tmp_path / name), "--out", str(tmp_path / "o"), "--quiet")
+    method = ["--method", "pcp"] if "method" in needle else []
+    done = _run("rpca", str(tmp_path / name), "--out", str(tmp_path / "o"), "--quiet", *method)
     assert done.returncode != 0 and needle in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_rpca_cli_missing_entries_from_nan_or_a_mask(tmp_path):
+    from dopfast.rpca import rpca_problem
+
+    x, _, y = rpca_problem(30, 2, 0.05, seed=0, m=40)
+    missing = np.random.default_rng(1).random(y.shape) < 0.05
+    np.save(tmp_path / "nan.npy", np.where(missing, np.nan, y.numpy()))
+    done = _run("rpca", str(tmp_path / "nan.npy"), "--out", str(tmp_path / "o1"), "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert f"{int(missing.sum())} NaN entries: taken as missing" in done.stdout
+    low = np.load(tmp_path / "o1" / "low_rank.npy")
+    assert np.linalg.norm((low - x.numpy())[missing]) / np.linalg.norm(x.numpy()[missing]) < 1e-4
+    assert np.all(np.load(tmp_path / "o1" / "sparse.npy")[missing] == 0)
+    np.save(tmp_path / "y.npy", y.numpy())
+    np.savetxt(tmp_path / "mask.csv", (~missing).astype(int), delimiter=",", fmt="%d")
+    done = _run("rpca", str(tmp_path / "y.npy"), "--mask", str(tmp_path / "mask.csv"), "--out", str(tmp_path / "o2"),
+                "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert np.linalg.norm(np.load(tmp_path / "o2" / "low_rank.npy") - low) <= 1e-8 * np.linalg.norm(low)
+    np.save(tmp_path / "bad.npy", np.ones((3, 3)))
+    done = _run("rpca", str(tmp_path / "y.npy"), "--mask", str(tmp_path / "bad.npy"), "--out", str(tmp_path / "o3"))
+    assert done.returncode != 0 and "has shape (3, 3), INPUT has (40, 30)" in done.stderr
+    np.save(tmp_path / "two.npy", 2 * np.ones(y.shape))
+    done = _run("rpca", str(tmp_path / "y.npy"), "--mask", str(tmp_path / "two.npy"), "--out", str(tmp_path / "o4"))
+    assert done.returncode != 0 and "must hold only 0/1" in done.stderr

@@ -22,8 +22,10 @@ def _residual(fn="residual_step_", **change):
         return lambda: ops.dop_residual(args["x"], args["g"], args["h"], args["y"])
     if fn == "residual_step_out_":
         r = change.get("r", _t(4, 3))
-        return lambda: ops.residual_step_out_(args["x"], args["g"], args["h"], args["y"], change.get("step", 0.1), r)
-    return lambda: ops.residual_step_(args["x"], args["g"], args["h"], args["y"], change.get("step", 0.1))
+        return lambda: ops.residual_step_out_(args["x"], args["g"], args["h"], args["y"], change.get("step", 0.1), r,
+                                              change.get("mask"))
+    return lambda: ops.residual_step_(args["x"], args["g"], args["h"], args["y"], change.get("step", 0.1),
+                                      change.get("mask"))
 
 
 def _solve(uv=False, **change):
@@ -52,6 +54,10 @@ CASES = {
     "residual step inf": (_residual(step=math.inf), "step must be a finite number"),
     "residual_out step": (_residual("residual_step_out_", step=-math.inf), "step must be a finite number"),
     "residual_out r shape": (_residual("residual_step_out_", r=_t(3, 3)), "r must have the shape of x [4, 3]"),
+    "residual mask shape": (_residual(mask=torch.ones(4, 4, dtype=torch.bool)),
+                            "mask must have the shape of x [4, 3], got [4, 4]"),
+    "residual_out mask shape": (_residual("residual_step_out_", mask=torch.ones(3, dtype=torch.bool)),
+                                "mask must have the shape of x [4, 3], got [3]"),
     "lowrank r shape": (lambda: ops.lowrank_step_(_t(5, 2), _t(4, 4), 0.1), "r must have shape (5, 5)"),
     "lowrank u dim": (lambda: ops.lowrank_step_(_t(5), _t(5, 5), 0.1), "u must be a matrix"),
     "lowrank r dtype": (lambda: ops.lowrank_step_(_t(5, 2), _t(5, 5, dtype=torch.float32), 0.1),

@@ -105,3 +105,74 @@ def test_opcheck(shape, device):
     opcheck(torch.ops.dopfast.dop_residual.default,
             (x.clone().requires_grad_(), g.clone().requires_grad_(), h.clone().requires_grad_(), y))
     opcheck(torch.ops.dopfast.dop_residual_backward.default, (x, g, h))
+
+
+def _mask(shape, device, noncontiguous=False, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    full = torch.rand(shape if not noncontiguous else (*shape[:-1], 2 * shape[-1]) if shape else shape,
+                      generator=gen) < 0.6
+    return (full[..., ::2] if noncontiguous and shape else full).to(device)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("noncontiguous", [False, True])
+def test_masked_residual_step_matches_reference(shape, noncontiguous, dtype, device):
+    x, g, h, y = make_tensors(4, shape, dtype, device, noncontiguous=noncontiguous, seed=4)
+    mask = _mask(shape, device, noncontiguous)
+    y = torch.where(mask, y, torch.full_like(y, float("nan")))  # what is missing may hold anything
+    g0, h0 = g.clone(), h.clone()
+    g_ref, h_ref = g.clone(), h.clone()
+    r, loss = ops.residual_step_(x, g, h, y, 0.05, mask)
+    r_ref, loss_ref = reference.residual_step_(x, g_ref, h_ref, y, 0.05, mask)
+    assert_close(r, r_ref)
+    assert_close(g, g_ref)
+    assert_close(h, h_ref)
+    assert_close(loss, loss_ref.to(dtype))
+    assert torch.equal(g[~mask], g0[~mask]) and torch.equal(h[~mask], h0[~mask])  # missing entries untouched
+    assert bool((r[~mask] == 0).all()) and bool(torch.isfinite(loss))
+    # an all-true mask is no mask
+    g1, h1, g2, h2 = g0.clone(), h0.clone(), g0.clone(), h0.clone()
+    y1 = torch.where(mask, y, torch.zeros_like(y))
+    everything = torch.ones_like(mask)
+    r1, r2 = ops.residual_step_(x, g1, h1, y1, 0.05, everything)[0], ops.residual_step_(x, g2, h2, y1, 0.05)[0]
+    assert torch.equal(r1, r2)
+    assert torch.equal(g1, g2)
+
+
+def test_masked_residual_step_out_and_01_masks(dtype, device):
+    x, g, h, y = make_tensors(4, (9, 13), dtype, device, seed=5)
+    mask = _mask((9, 13), device, seed=1)
+    r = torch.empty_like(x)
+    g_ref, h_ref = g.clone(), h.clone()
+    loss = ops.residual_step_out_(x, g, h, y, 0.1, r, mask.to(dtype))  # 0/1 floats are taken as a mask
+    r_ref, loss_ref = reference.residual_step_(x, g_ref, h_ref, y, 0.1, mask)
+    assert_close(r, r_ref)
+    assert_close(g, g_ref)
+    assert_close(loss, loss_ref.to(dtype))
+    with pytest.raises(ValueError, match="mask must be bool or hold only 0 and 1"):
+        ops.residual_step_(x, g, h, y, 0.1, 2 * mask.to(dtype))
+
+
+@pytest.mark.parametrize("shape", [(0,), (5, 3)])
+def test_masked_opcheck(shape, device):
+    x, g, h, y = make_tensors(4, shape, torch.float64, device, seed=8)
+    mask = _mask(shape, device, seed=2)
+    opcheck(torch.ops.dopfast.residual_step_.default, (x, g.clone(), h.clone(), y, 0.1, mask))
+    opcheck(torch.ops.dopfast.residual_step_out_.default,
+            (x, g.clone(), h.clone(), y, 0.1, torch.empty_like(x), mask))
+
+
+def test_masked_residual_step_under_compile():
+    x, g, h, y = make_tensors(4, (6, 5), torch.float64, "cpu", seed=9)
+    mask = _mask((6, 5), "cpu", seed=3)
+    g_ref, h_ref = g.clone(), h.clone()
+
+    @torch.compile(fullgraph=True, backend="aot_eager")
+    def step(x, g, h, y, m):
+        return ops.residual_step_(x, g, h, y, 0.1, m)
+
+    r, loss = step(x, g, h, y, mask)
+    r_ref, loss_ref = reference.residual_step_(x, g_ref, h_ref, y, 0.1, mask)
+    assert_close(r, r_ref)
+    assert_close(g, g_ref)
+    assert_close(loss, loss_ref)

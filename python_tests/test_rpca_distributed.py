@@ -16,7 +16,20 @@ from dopfast.rpca.rows import Rows
 PROBLEMS = {
     "general": (dict(n=40, rank=3, corruption=0.1, m=70, seed=1), "general"),
     "psd": (dict(n=50, rank=3, corruption=0.1, seed=2), "psd"),
+    "masked": (dict(n=40, rank=3, corruption=0.1, m=70, seed=4), "general"),  # 10% of the entries missing
 }
+
+
+def _fit(name, y, rows=slice(None), **kwargs):
+    """The fit of PROBLEMS[name] (this rank's rows of it), with the masked problem's mask sharded alike."""
+    model = PROBLEMS[name][1]
+    mask = None
+    if name == "masked":
+        mask = torch.rand(y.shape, generator=torch.Generator().manual_seed(5)) >= 0.1
+        y = y.masked_fill(~mask, float("nan"))
+        mask = mask[rows].to(kwargs.get("device", "cpu"))
+    dev = kwargs.pop("device", "cpu")
+    return RobustPCA(model=model, random_state=7, **kwargs).fit(y[rows].to(dev), mask=mask)
 SPLITS = {2: [40, 30], 3: [30, 25, 15]}  # uneven blocks of consecutive rows (70 rows; the first 50 for psd)
 
 
@@ -44,10 +57,9 @@ def _worker(rank, world, port, out, backend="gloo"):
     torch.distributed.init_process_group(backend, rank=rank, world_size=world)
     try:
         result = {}
-        for name, (kwargs, model) in PROBLEMS.items():
+        for name, (kwargs, _) in PROBLEMS.items():
             _, _, y = rpca_problem(**kwargs)
-            mine = _blocks(y.shape[0], world)[rank]
-            est = RobustPCA(model=model, random_state=7, distributed=True).fit(y[mine].to(device))
+            est = _fit(name, y, _blocks(y.shape[0], world)[rank], distributed=True, device=device)
             result[name] = dict(low=est.low_rank_, sparse=est.sparse_, dop=est.dop_low_rank_, n_iter=est.n_iter_,
                                 rank=est.rank_, refined=est.refined_, loss=est.loss_curve_, model=est.model_)
         auto = RobustPCA(random_state=7, max_iter=5, refine=False, distributed=True)
@@ -64,11 +76,7 @@ def _worker(rank, world, port, out, backend="gloo"):
 
 @pytest.fixture(scope="module")
 def single():
-    out = {}
-    for name, (kwargs, model) in PROBLEMS.items():
-        _, _, y = rpca_problem(**kwargs)
-        out[name] = RobustPCA(model=model, random_state=7).fit(y)
-    return out
+    return {name: _fit(name, rpca_problem(**kwargs)[2]) for name, (kwargs, _) in PROBLEMS.items()}
 
 
 @pytest.mark.parametrize("world,backend", [

@@ -259,3 +259,56 @@ def test_dop_stops_once_the_refinement_is_certified(paper_data):
     est = RobustPCA(model="psd", random_state=0).fit(y)
     assert est.refined_ and est.converged_ and est.n_iter_ < 2000  # DOP alone needs 5,500 steps to tol=1e-3
     assert relative_error(est.low_rank_, x) < 1e-10
+
+
+def _tensorly_case():
+    """tensorly's documented robust_pca example: a rank-one 100×8 matrix, ±100 spikes on 5% of the entries,
+    5% of the entries missing (NaN here)."""
+    rng = np.random.default_rng(0)
+    a = np.outer(rng.standard_normal(100), rng.standard_normal(8))
+    y = a + (rng.random(a.shape) < 0.05) * 100 * rng.choice([-1, 1], a.shape)
+    missing = rng.random(a.shape) < 0.05
+    return a, np.where(missing, np.nan, y), missing
+
+
+def test_mask_recovers_missing_entries_tensorly_case():
+    a, y, missing = _tensorly_case()
+    est = RobustPCA(random_state=0).fit(y, mask=~missing)
+    err = lambda sel: np.linalg.norm((est.low_rank_ - a)[sel]) / np.linalg.norm(a[sel])  # noqa: E731
+    assert err(missing) <= 1e-2 and err(~missing) <= 0.1
+    assert est.refined_ and est.rank_ == 1 and err(missing) < 1e-9  # certified: exact
+    assert np.all(est.sparse_[missing] == 0) and np.isfinite(est.low_rank_).all()
+    with pytest.raises(ValueError, match="pass mask=~np.isnan"):
+        RobustPCA().fit(y)
+
+
+def test_mask_on_the_paper_data(paper_data):
+    x, _, y = paper_data
+    missing = torch.rand(y.shape, generator=torch.Generator().manual_seed(1)) < 0.1
+    est = RobustPCA(model="psd", random_state=0).fit(y.masked_fill(missing, float("nan")), mask=~missing)
+    assert est.refined_ and relative_error(est.low_rank_, x) < 1e-9
+    assert bool((est.sparse_[missing] == 0).all())
+    # an all-true mask is the unmasked fit (through the per-step path instead of the whole-loop solver)
+    with pytest.warns(ConvergenceWarning):
+        full = RobustPCA(model="psd", random_state=0, refine=False, max_iter=300, tol=0).fit(y, mask=torch.ones_like(y))
+    with pytest.warns(ConvergenceWarning):
+        plain = RobustPCA(model="psd", random_state=0, refine=False, max_iter=300, tol=0).fit(y)
+    torch.testing.assert_close(full.low_rank_, plain.low_rank_, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,mask,exc,match", [
+    ({}, np.ones((4, 5)), ValueError, "mask must have Y's shape"),
+    ({}, np.full((5, 5), 2.0), ValueError, "hold only 0 and 1"),
+    ({}, np.full((5, 5), "a"), TypeError, "mask must be bool or 0/1"),
+    ({"method": "pcp"}, np.ones((5, 5), dtype=bool), ValueError, "mask needs method='dop'"),
+])
+def test_mask_errors(kwargs, mask, exc, match):
+    with pytest.raises(exc, match=match):
+        RobustPCA(**kwargs).fit(np.eye(5), mask=mask)
+
+
+def test_nan_where_the_mask_says_observed_is_refused():
+    y = np.eye(5)
+    y[1, 2] = np.nan
+    with pytest.raises(ValueError, match="NaN or infinite entries where mask is true"):
+        RobustPCA().fit(y, mask=np.ones((5, 5), dtype=bool))

@@ -41,7 +41,8 @@ struct SopBatch {
 template <typename T>
 struct KernelTable {
   // r = x + g*g - h*h - y; g -= step*r*g; h += step*r*h. Returns sum(r*r) (pre-update), accumulated in double.
-  double (*residual_step)(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step);
+  // mask (may be null): where false, r = 0 and g, h are left as they are.
+  double (*residual_step)(const T* x, T* g, T* h, const T* y, const bool* mask, T* r, int64_t n, T step);
   // r = x + g*g - h*h - y
   void (*dop_residual)(const T* x, const T* g, const T* h, const T* y, T* r, int64_t n);
   // grad_g = 2 g grad, grad_h = -2 h grad

@@ -12,6 +12,7 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 namespace dopfast::cpu {
@@ -34,8 +35,10 @@ void for_each_chunk(int64_t numel, const F& f) {
 }
 
 at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
-                              at::Tensor& r_contig) {
+                              const std::optional<at::Tensor>& mask, at::Tensor& r_contig) {
   const at::Tensor xc = x.contiguous(), yc = y.contiguous();
+  const at::Tensor mc = mask ? mask->contiguous() : at::Tensor();
+  const bool* mp = mask ? mc.const_data_ptr<bool>() : nullptr;
   InplaceContiguous gw(g), hw(h);
   double total = 0;
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dopfast_residual_step_cpu", [&] {
@@ -48,7 +51,8 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
     const int64_t numel = x.numel();
     std::vector<double> partial((numel + kChunk - 1) / kChunk, 0.0);
     for_each_chunk(numel, [&](int64_t c, int64_t b, int64_t len) {
-      partial[c] = k.residual_step(xp + b, gp + b, hp + b, yp + b, rp + b, len, static_cast<scalar_t>(step));
+      partial[c] = k.residual_step(xp + b, gp + b, hp + b, yp + b, mp ? mp + b : nullptr, rp + b, len,
+                                   static_cast<scalar_t>(step));
     });
     for (double v : partial) total += v;
   });
@@ -61,13 +65,14 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
 }
 
 std::tuple<at::Tensor, at::Tensor> residual_step_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
-                                                     const at::Tensor& y, double step) {
-  return residual_step_op(x, g, h, y, step, residual_step_into, empty_streaming_output);
+                                                     const at::Tensor& y, double step,
+                                                     const std::optional<at::Tensor>& mask) {
+  return residual_step_op(x, g, h, y, step, mask, residual_step_into, empty_streaming_output);
 }
 
 at::Tensor residual_step_out_cpu(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
-                                 at::Tensor& r) {
-  return residual_step_out_op(x, g, h, y, step, r, residual_step_into);
+                                 at::Tensor& r, const std::optional<at::Tensor>& mask) {
+  return residual_step_out_op(x, g, h, y, step, r, mask, residual_step_into);
 }
 
 at::Tensor dop_residual_cpu(const at::Tensor& x, const at::Tensor& g, const at::Tensor& h, const at::Tensor& y) {

@@ -13,9 +13,10 @@ namespace dopfast::cuda {
 int residual_step_max_grid();
 
 // r = x + g*g - h*h - y; g -= step*r*g; h += step*r*h; *loss = 1/4 sum r^2 (two-pass, deterministic).
+// mask (may be null, any alignment): where false, r = 0 and g, h are left as they are.
 template <typename T>
-void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step, double* partial, T* loss,
-                          cudaStream_t stream);
+void launch_residual_step(const T* x, T* g, T* h, const T* y, const bool* mask, T* r, int64_t n, T step,
+                          double* partial, T* loss, cudaStream_t stream);
 
 template <typename T>
 void launch_dop_residual(const T* x, const T* g, const T* h, const T* y, T* r, int64_t n, cudaStream_t stream);

@@ -8,12 +8,15 @@
 #include <c10/cuda/CUDAStream.h>
 #include <torch/library.h>
 
+#include <optional>
+
 namespace dopfast::cuda {
 namespace {
 
 at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
-                              at::Tensor& r_contig) {
+                              const std::optional<at::Tensor>& mask, at::Tensor& r_contig) {
   const at::Tensor xc = x.contiguous(), yc = y.contiguous();
+  const at::Tensor mc = mask ? mask->contiguous() : at::Tensor();
   InplaceContiguous gw(g), hw(h);
   const int64_t n = x.numel();
   at::Tensor partial = at::empty({residual_step_max_grid()}, x.options().dtype(at::kDouble));
@@ -22,8 +25,9 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "dopfast_residual_step_cuda", [&] {
     launch_residual_step<scalar_t>(xc.const_data_ptr<scalar_t>(), gw.work.mutable_data_ptr<scalar_t>(),
                                    hw.work.mutable_data_ptr<scalar_t>(), yc.const_data_ptr<scalar_t>(),
-                                   r_contig.mutable_data_ptr<scalar_t>(), n, static_cast<scalar_t>(step),
-                                   partial.mutable_data_ptr<double>(), loss.mutable_data_ptr<scalar_t>(), stream);
+                                   mask ? mc.const_data_ptr<bool>() : nullptr, r_contig.mutable_data_ptr<scalar_t>(), n,
+                                   static_cast<scalar_t>(step), partial.mutable_data_ptr<double>(),
+                                   loss.mutable_data_ptr<scalar_t>(), stream);
   });
   gw.finish();
   hw.finish();
@@ -31,16 +35,17 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
 }
 
 std::tuple<at::Tensor, at::Tensor> residual_step_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
-                                                      const at::Tensor& y, double step) {
+                                                      const at::Tensor& y, double step,
+                                                      const std::optional<at::Tensor>& mask) {
   const c10::cuda::CUDAGuard guard(x.device());
-  return residual_step_op(x, g, h, y, step, residual_step_into,
+  return residual_step_op(x, g, h, y, step, mask, residual_step_into,
                           [](const at::Tensor& like) { return at::empty(like.sizes(), like.options()); });
 }
 
 at::Tensor residual_step_out_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
-                                  at::Tensor& r) {
+                                  at::Tensor& r, const std::optional<at::Tensor>& mask) {
   const c10::cuda::CUDAGuard guard(x.device());
-  return residual_step_out_op(x, g, h, y, step, r, residual_step_into);
+  return residual_step_out_op(x, g, h, y, step, r, mask, residual_step_into);
 }
 
 at::Tensor dop_residual_cuda(const at::Tensor& x, const at::Tensor& g, const at::Tensor& h, const at::Tensor& y) {

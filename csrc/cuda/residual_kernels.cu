@@ -24,7 +24,12 @@ constexpr int pack_width() {
 template <typename T>
 struct ResidualStepOp {
   T step;
-  __device__ __forceinline__ double operator()(T x, T& g, T& h, T y, T& r) const {
+  // An unobserved entry (seen false) gets r = 0 and keeps g, h; x and y are not read into anything there.
+  __device__ __forceinline__ double operator()(T x, T& g, T& h, T y, T& r, bool seen) const {
+    if (!seen) {
+      r = T(0);
+      return 0.0;
+    }
     const T gi = g, hi = h;
     r = x + gi * gi - hi * hi - y;
     g = gi - step * r * gi;
@@ -36,7 +41,8 @@ struct ResidualStepOp {
 template <typename T, int V, typename Index>
 __global__ void __launch_bounds__(kThreads)
     residual_step_kernel(const T* __restrict__ x, T* __restrict__ g, T* __restrict__ h, const T* __restrict__ y,
-                         T* __restrict__ r, Index n, T step, double* __restrict__ partial) {
+                         const bool* __restrict__ mask, T* __restrict__ r, Index n, T step,
+                         double* __restrict__ partial) {
   __shared__ double scratch[32];
   const ResidualStepOp<T> op{step};
   double acc = 0;
@@ -47,12 +53,12 @@ __global__ void __launch_bounds__(kThreads)
     const Pack<T, V> xv = load_pack<T, V>(x, i), yv = load_pack<T, V>(y, i);
     Pack<T, V> gv = load_pack<T, V>(g, i), hv = load_pack<T, V>(h, i), rv;
 #pragma unroll
-    for (int j = 0; j < V; ++j) acc += op(xv.v[j], gv.v[j], hv.v[j], yv.v[j], rv.v[j]);
+    for (int j = 0; j < V; ++j) acc += op(xv.v[j], gv.v[j], hv.v[j], yv.v[j], rv.v[j], !mask || mask[i * V + j]);
     store_pack<T, V>(r, i, rv);
     store_pack<T, V>(g, i, gv);
     store_pack<T, V>(h, i, hv);
   }
-  for (Index i = nv * V + tid; i < n; i += stride) acc += op(x[i], g[i], h[i], y[i], r[i]);
+  for (Index i = nv * V + tid; i < n; i += stride) acc += op(x[i], g[i], h[i], y[i], r[i], !mask || mask[i]);
   acc = block_sum(acc, scratch);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
@@ -168,8 +174,8 @@ void launch_elementwise(int64_t n, bool aligned, KernelOf&& kernel_of, Launch&& 
 int residual_step_max_grid() { return device_sm_count() * (2048 / kThreads); }
 
 template <typename T>
-void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T step, double* partial, T* loss,
-                          cudaStream_t stream) {
+void launch_residual_step(const T* x, T* g, T* h, const T* y, const bool* mask, T* r, int64_t n, T step,
+                          double* partial, T* loss, cudaStream_t stream) {
   int grid = 0;
   if (n > 0) {
     const bool aligned = aligned16(x) && aligned16(g) && aligned16(h) && aligned16(y) && aligned16(r);
@@ -179,7 +185,7 @@ void launch_residual_step(const T* x, T* g, T* h, const T* y, T* r, int64_t n, T
           using Index = decltype(index);
           grid = std::min(blocks, residual_step_max_grid());
           residual_step_kernel<T, decltype(vec)::value, Index>
-              <<<grid, kThreads, 0, stream>>>(x, g, h, y, r, static_cast<Index>(n), step, partial);
+              <<<grid, kThreads, 0, stream>>>(x, g, h, y, mask, r, static_cast<Index>(n), step, partial);
         });
     check_launch("residual_step_kernel");
   }
@@ -217,9 +223,10 @@ void launch_dop_residual_backward(const T* grad, const T* g, const T* h, T* grad
   check_launch("dop_residual_backward_kernel");
 }
 
-#define DOPFAST_INSTANTIATE(T)                                                                                  \
-  template void launch_residual_step<T>(const T*, T*, T*, const T*, T*, int64_t, T, double*, T*, cudaStream_t); \
-  template void launch_dop_residual<T>(const T*, const T*, const T*, const T*, T*, int64_t, cudaStream_t);      \
+#define DOPFAST_INSTANTIATE(T)                                                                                \
+  template void launch_residual_step<T>(const T*, T*, T*, const T*, const bool*, T*, int64_t, T, double*, T*, \
+                                        cudaStream_t);                                                        \
+  template void launch_dop_residual<T>(const T*, const T*, const T*, const T*, T*, int64_t, cudaStream_t);    \
   template void launch_dop_residual_backward<T>(const T*, const T*, const T*, T*, T*, int64_t, cudaStream_t);
 DOPFAST_INSTANTIATE(float)
 DOPFAST_INSTANTIATE(double)

@@ -53,14 +53,14 @@ def _problem(m, n, k, psd, rows, dtype=torch.float32):
 
 
 def _step_seconds(m, n, k, psd, rows_obj, steps):
-    from ..rpca.dop import _sharded_steps
+    from ..rpca.dop import row_steps
 
     y, u, v, g, h = _problem(m, n, k, psd, rows_obj.rows)
-    _sharded_steps(y, u, v, g, h, 1e-3, 1.0, 2, rows_obj)  # warm-up
+    row_steps(y, u, v, g, h, 1e-3, 1.0, 2, rows_obj)  # warm-up
     best = math.inf
     for _ in range(3):
         t0 = time.perf_counter()
-        _sharded_steps(y, u, v, g, h, 1e-3, 1.0, steps, rows_obj)
+        row_steps(y, u, v, g, h, 1e-3, 1.0, steps, rows_obj)
         best = min(best, (time.perf_counter() - t0) / steps)
     return best
 

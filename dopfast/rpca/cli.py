@@ -75,6 +75,23 @@ def read_matrix(spec: str):
     return y, None
 
 
+def read_mask(spec: str, shape: tuple):
+    """The observation mask (true = observed) from a .npy/.npz/.csv of bool or 0/1 values, or a folder of frames
+    (observed where the frame is brighter than half), of INPUT's shape."""
+    import numpy as np
+
+    m, frame_shape = read_matrix(spec)
+    if m.shape != shape:
+        raise SystemExit(f"error: --mask {spec} has shape {m.shape}, INPUT has {shape}")
+    if frame_shape is not None:
+        return m > 0.5
+    if m.dtype == bool:
+        return m
+    if not np.issubdtype(m.dtype, np.number) or not np.isin(m, (0, 1)).all():
+        raise SystemExit(f"error: --mask {spec} must hold only 0/1 (or true/false), 1 = observed")
+    return m != 0
+
+
 def run_rpca(args) -> int:
     import numpy as np
 
@@ -92,13 +109,15 @@ def run_rpca(args) -> int:
         raise SystemExit(f"error: {', '.join(existing)} exist; pass --overwrite to replace them")
     if y.ndim != 2 or y.size == 0 or y.dtype == object:
         raise SystemExit(f"error: INPUT must be a non-empty matrix, got an array of shape {y.shape}")
-    if np.isnan(y).any():
-        raise SystemExit(f"error: INPUT has {int(np.isnan(y).sum())} missing (NaN) entries; robust PCA with missing "
-                         f"entries is not supported yet")
+    mask = read_mask(args.mask, y.shape) if args.mask else None
+    if mask is None and np.isnan(y).any():
+        mask = ~np.isnan(y)
+        print(f"INPUT has {int((~mask).sum())} NaN entries: taken as missing (filled in low_rank.npy, 0 in "
+              "sparse.npy)")
     out.mkdir(parents=True, exist_ok=True)
     try:
         est = RobustPCA(method=args.method, device=args.device, random_state=args.seed,
-                        verbose=not args.quiet).fit(y)
+                        verbose=not args.quiet).fit(y, mask=mask)
     except (ValueError, TypeError, FloatingPointError) as exc:
         raise SystemExit(f"error: {exc}") from None
     low, sparse = np.asarray(est.low_rank_), np.asarray(est.sparse_)
@@ -133,6 +152,8 @@ def add_parser(sub) -> None:
     rpca = sub.add_parser("rpca", help="separate a matrix (or image frames) into low-rank and sparse parts")
     rpca.add_argument("input", help=".npy, .npz, .csv, or a folder of image frames (each frame a column)")
     rpca.add_argument("--out", default="rpca_out", help="output folder (low_rank.npy, sparse.npy; PNG strips)")
+    rpca.add_argument("--mask", help="observation mask like INPUT (.npy, .npz, .csv of 0/1, or a folder of frames); "
+                                     "without one, NaN entries of INPUT are taken as missing")
     rpca.add_argument("--method", choices=METHODS, default="dop")
     rpca.add_argument("--device", type=_validate.arg_type(_validate.device), default=None)
     rpca.add_argument("--seed", type=_validate.arg_type(_validate.integer, minimum=0), default=0)

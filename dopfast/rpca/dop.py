@@ -122,13 +122,20 @@ def initial_draw(seed: int, problem: int, tag: int, rows: slice, total: int, col
 
 def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, rank: int | None = None,
             max_iter: int = 50_000, tol: float = 1e-3, init_scale: float = 1e-4, refine: bool = True,
-            generator: torch.Generator | None = None, verbose: bool = False, rows: Rows | None = None) -> DopFit:
+            generator: torch.Generator | None = None, verbose: bool = False, rows: Rows | None = None,
+            mask: Tensor | None = None) -> DopFit:
     """DOP on a batch ``y`` (B, m, n) of float32/float64 problems; see the module docstring.
 
     With a distributed ``rows`` (:class:`dopfast.rpca.rows.Rows`), ``y`` is this rank's rows of every problem
     and so are the returned ``low_rank``/``sparse``; everything else is the same on every rank.
+
+    ``mask`` (bool, like ``y``; true = observed): missing entries add nothing to the loss or the gradients, the
+    step rule and the stopping test see ``y`` with zeros there, ``low_rank`` fills them and ``sparse`` is zero
+    there; the refinement fits only observed entries.
     """
     rows = Rows(y.shape[1], y.device) if rows is None else rows
+    if mask is not None:
+        y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
     b, n = y.shape[0], y.shape[2]
     m = rows.total
     k = min(m, n) if rank is None else min(int(rank), min(m, n))
@@ -180,9 +187,10 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             steps = min(CHUNK, max_iter - done)
             if refine:  # end the chunk where a refinement is due
                 steps = max(1, min(steps, int(next_try[active.numpy()].min()) - done))
-            if rows.distributed:
-                chunk_losses = torch.stack([_sharded_steps(yn[i], u[i], None if psd else v[i], g[i], h[i], tau, alpha,
-                                                           steps, rows) for i in active.tolist()])
+            if rows.distributed or mask is not None:
+                chunk_losses = torch.stack([row_steps(yn[i], u[i], None if psd else v[i], g[i], h[i], tau, alpha,
+                                                      steps, rows, None if mask is None else mask[i])
+                                            for i in active.tolist()])
             else:
                 chunk_losses = _fused_steps(yn, u, v, g, h, active, tau, alpha, steps)
             block = torch.full((b, steps), math.nan, dtype=torch.float64)
@@ -204,7 +212,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                     next_try[i] = 2 * done  # also when the residual is still too large: chunks stay long
                     if rel[j] > REFINE_START:
                         continue
-                    attempt = _try_refine(yn[i], *factors(i), psd, k, rows, quick=True)
+                    attempt = _try_refine(yn[i], *factors(i), psd, k, rows, _part(mask, i), quick=True)
                     if attempt is not None and attempt.accepted:
                         certified[i] = attempt
                         finished[j] = True
@@ -219,13 +227,19 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     sc = scale.view(-1, 1, 1)
     xn = torch.stack([a @ c.mT for a, c in map(factors, range(b))]) if b else yn.clone()
     sn = g * g - h * h
+    if mask is not None:
+        sn = torch.where(mask, sn, torch.zeros((), dtype=sn.dtype, device=sn.device))
     losses = torch.cat(chunks, dim=1) if chunks else torch.zeros(b, 0, dtype=torch.float64)
     fit = DopFit(low_rank=xn * sc, sparse=sn * sc, dop_low_rank=xn * sc, n_iter=n_iter, converged=converged,
                  loss_curve=(losses * scale.cpu().double().view(-1, 1) ** 2).numpy(),
                  step=(tau / scale.cpu().double()).numpy(), rank=None, refined=None)
     if refine:
-        _refine(fit, yn, factors, sc, psd, k, zero, certified, rows)
+        _refine(fit, yn, factors, sc, psd, k, zero, certified, rows, mask)
     return fit
+
+
+def _part(mask: Tensor | None, i: int) -> Tensor | None:
+    return None if mask is None else mask[i]
 
 
 def _fused_steps(yn, u, v, g, h, active, tau, alpha, steps) -> Tensor:
@@ -240,8 +254,8 @@ def _fused_steps(yn, u, v, g, h, active, tau, alpha, steps) -> Tensor:
     return sol.losses.to(device="cpu", dtype=torch.float64)
 
 
-def _sharded_steps(y: Tensor, u: Tensor, v: Tensor | None, g: Tensor, h: Tensor, tau: float, alpha: float,
-                   steps: int, rows: Rows) -> Tensor:
+def row_steps(y: Tensor, u: Tensor, v: Tensor | None, g: Tensor, h: Tensor, tau: float, alpha: float,
+              steps: int, rows: Rows, mask: Tensor | None = None) -> Tensor:
     """``steps`` DOP steps of one problem whose rows are split over a process group, updating the (views)
     u, v, g, h in place; the losses ¼‖R‖² before each step (NaN after a non-finite one, where it stops).
 
@@ -257,7 +271,7 @@ def _sharded_steps(y: Tensor, u: Tensor, v: Tensor | None, g: Tensor, h: Tensor,
     mine = u[rows.rows] if v is None else u
     for t in range(steps):
         torch.matmul(mine, (u if v is None else v).mT, out=x)
-        buf[-1] = ops.residual_step_out_(x, g, h, y, alpha * tau, r)
+        buf[-1] = ops.residual_step_out_(x, g, h, y, alpha * tau, r, mask)
         torch.matmul(r.mT, mine, out=grad)
         if v is None:
             grad[rows.rows] += r @ u
@@ -291,7 +305,8 @@ def _one_thread(enabled: bool):
             torch.set_num_threads(before)
 
 
-def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, quick: bool):
+def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, observed: Tensor | None,
+                quick: bool):
     """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
     stands). A quick attempt (during DOP) has a smaller sweep budget: it is retried later anyway."""
     budget = dict(max_outer=6, max_sweeps=40) if quick else {}
@@ -300,7 +315,8 @@ def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, 
     fit_tol = max(1e-9, 64 * torch.finfo(y.dtype).eps)
     try:
         with _one_thread(y.numel() <= 1 << 20):
-            r = refine_low_rank(y.double(), u.double(), v.double(), psd, rows, max_rank=k, fit_tol=fit_tol, **budget)
+            r = refine_low_rank(y.double(), u.double(), v.double(), psd, rows, max_rank=k, fit_tol=fit_tol,
+                                observed=observed, **budget)
     except (torch.linalg.LinAlgError, RuntimeError):
         return None  # e.g. a singular least-squares system
     r.low_rank = r.low_rank.to(y.dtype)
@@ -308,7 +324,7 @@ def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, 
 
 
 def _refine(fit: DopFit, yn: Tensor, factors, sc: Tensor, psd: bool, k: int, zero: Tensor, certified: dict,
-            rows: Rows) -> None:
+            rows: Rows, mask: Tensor | None) -> None:
     """The refinement of every problem: certified during DOP, or attempted once more on the final iterate."""
     b = yn.shape[0]
     fit.rank = np.zeros(b, dtype=np.int64)
@@ -317,15 +333,18 @@ def _refine(fit: DopFit, yn: Tensor, factors, sc: Tensor, psd: bool, k: int, zer
     for i in range(b):
         if bool(zero[i]):
             continue
-        r = certified.get(i) or _try_refine(yn[i], *factors(i), psd, k, rows, quick=False)
+        r = certified.get(i) or _try_refine(yn[i], *factors(i), psd, k, rows, _part(mask, i), quick=False)
         if r is None:
             continue
         fit.rank[i] = r.rank
         if r.accepted and rows.all(bool(torch.isfinite(r.low_rank).all())):
             low[i] = r.low_rank * sc[i]
             fit.refined[i] = True
-    fit.sparse = torch.where(torch.as_tensor(fit.refined, device=low.device).view(-1, 1, 1),
-                             yn * sc - low, fit.sparse)
+    refit_sparse = yn * sc - low
+    if mask is not None:
+        refit_sparse = torch.where(mask, refit_sparse, torch.zeros((), dtype=low.dtype, device=low.device))
+    fit.sparse = torch.where(torch.as_tensor(fit.refined, device=low.device).view(-1, 1, 1), refit_sparse,
+                             fit.sparse)
     fit.low_rank = low
 
 

@@ -163,8 +163,9 @@ class RobustPCA:
             raise ValueError(f"RobustPCA: dtype must be float32 or float64, got {dtype}")
         return dtype
 
-    def _to_tensor(self, y) -> tuple[Tensor, _InputInfo]:
-        """Input → (B, m, n) float tensor, plus what is needed to give results back in the input's type."""
+    def _to_tensor(self, y, mask=None) -> tuple[Tensor, _InputInfo, Tensor | None]:
+        """Input → (B, m, n) float tensor (zero where ``mask`` is false), what is needed to give results back in
+        the input's type, and the mask as a (B, m, n) bool tensor (None without one)."""
         is_torch = isinstance(y, Tensor)
         if not is_torch:
             arr = np.asarray(y)
@@ -185,12 +186,40 @@ class RobustPCA:
         dtype = self._dtype(t)
         device = _validate.device(_OWNER, "device", self.device) if self.device is not None else t.device
         info = _InputInfo(is_torch, t.device, t.dtype if is_torch and t.is_floating_point() else None, t.dim() == 3)
-        if not bool(torch.isfinite(t).all()):
-            raise ValueError("RobustPCA.fit: Y contains NaN or infinite entries")
+        seen = self._mask(mask, t)
+        if not bool((torch.isfinite(t) | ~seen).all()):
+            raise ValueError("RobustPCA.fit: Y contains NaN or infinite entries" + (
+                "; to treat them as missing pass mask=~np.isnan(Y)" if mask is None else " where mask is true"))
         t = t.to(device=device, dtype=dtype)
-        if not bool(torch.isfinite(t).all()):
+        if not bool((torch.isfinite(t) | ~seen.to(device)).all()):
             raise ValueError(f"RobustPCA.fit: Y's entries overflow {dtype}; pass dtype='float64'")
-        return (t if t.dim() == 3 else t.unsqueeze(0)), info
+        if mask is not None:
+            seen = seen.to(device)
+            t = torch.where(seen, t, torch.zeros((), dtype=dtype, device=device))
+        batch = (lambda a: a) if t.dim() == 3 else (lambda a: a.unsqueeze(0))
+        return batch(t), info, (batch(seen) if mask is not None else None)
+
+    @staticmethod
+    def _mask(mask, t: Tensor) -> Tensor:
+        """The observation mask as a bool tensor of Y's shape on Y's device (all true without one)."""
+        if mask is None:
+            return torch.ones(t.shape, dtype=torch.bool, device=t.device)
+        if isinstance(mask, Tensor):
+            m = mask.detach()
+        else:
+            arr = np.asarray(mask)
+            if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+                raise TypeError(f"RobustPCA.fit: mask must be bool or 0/1, got dtype {arr.dtype}")
+            m = torch.from_numpy(np.ascontiguousarray(arr))
+        if m.is_complex():
+            raise TypeError(f"RobustPCA.fit: mask must be bool or 0/1, got dtype {m.dtype}")
+        if tuple(m.shape) != tuple(t.shape):
+            raise ValueError(f"RobustPCA.fit: mask must have Y's shape {tuple(t.shape)}, got {tuple(m.shape)}")
+        if m.dtype != torch.bool:
+            if not bool(((m == 0) | (m == 1)).all()):
+                raise ValueError("RobustPCA.fit: mask must be bool or hold only 0 and 1 (1 = observed)")
+            m = m != 0
+        return m.to(t.device)
 
     @staticmethod
     def _back(t: Tensor, info: _InputInfo):
@@ -236,20 +265,26 @@ class RobustPCA:
         return torch.Generator(device="cpu").manual_seed(seed % 2**63)
 
     # ------------------------------------------------------------------------------------------------
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, mask=None):
         """Separate ``X`` (m×n, or a batch B×m×n; NumPy or torch) into low-rank and sparse parts.
 
-        ``y`` is ignored (scikit-learn's pipeline convention).
+        ``y`` is ignored (scikit-learn's pipeline convention). ``mask`` (same shape; bool or 0/1, true =
+        observed) marks missing entries, which may hold anything (NaN included): they add nothing to the fit,
+        ``low_rank_`` fills them in and ``sparse_`` is zero there ("dop" only).
         """
         for name in ("low_rank_", "sparse_", "dop_low_rank_", "n_iter_", "loss_curve_", "converged_", "rank_",
                      "refined_", "step_", "model_", "alpha_"):
             self.__dict__.pop(name, None)  # nothing from an earlier fit survives this one
         params = self._validate()  # the same parameters on every rank: checked before any collective
+        if mask is not None and self.method != "dop":
+            raise ValueError(f"RobustPCA: mask needs method='dop', got method={self.method!r}")
         if self.distributed:
-            (t, info), rows = sharded.collective_checks(lambda: self._to_tensor(X), _OWNER)
+            settings = repr((sorted(params.items()), self.method, self.model, self.refine, str(self.dtype),
+                             mask is None))
+            (t, info, seen), rows = sharded.collective_checks(lambda: self._to_tensor(X, mask), _OWNER, settings)
             generator = sharded.same_generator(self._generator, rows)
         else:
-            t, info = self._to_tensor(X)
+            t, info, seen = self._to_tensor(X, mask)
             rows = None
         n = t.shape[2]
         m = t.shape[1] if rows is None else rows.total
@@ -259,7 +294,7 @@ class RobustPCA:
             fit = fit_dop(t, psd=self.model_ == "psd", alpha=self.alpha_, step=params["step"], rank=params["rank"],
                           max_iter=params["max_iter"], tol=params["tol"], init_scale=params["init_scale"],
                           refine=bool(self.refine), generator=generator if rows is not None else self._generator(),
-                          verbose=self.verbose, rows=rows)
+                          verbose=self.verbose, rows=rows, mask=seen)
             low, sparse = fit.low_rank, fit.sparse
             self.dop_low_rank_ = self._back(fit.dop_low_rank, info)
             self.n_iter_, self.converged_, self.loss_curve_, self.step_ = (fit.n_iter, fit.converged,

@@ -84,9 +84,14 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     x = u @ v.mT
     sweeps = 0
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is returned
-        u = _solve(*_normal(y, w, v))
+        try:
+            u, ok = _solve(*_normal(y, w, v)), True
+        except (torch.linalg.LinAlgError, RuntimeError):
+            ok = False
+        if not rows.all(ok):  # every rank leaves together: no rank is left waiting in the next collective
+            raise torch.linalg.LinAlgError("refinement: a least-squares solve failed")
         gram, rhs = _normal(y.mT, w.mT, u)
-        v = _solve(rows.sum(gram), rows.sum(rhs))
+        v = rows.agree(_solve(rows.sum(gram), rows.sum(rhs)))
         x_new = u @ v.mT
         change = rows.norm(x_new - x) / max(rows.norm(x_new), 1e-300)
         x = x_new
@@ -123,11 +128,13 @@ def _local_max(t: Tensor, empty: float = 0.0) -> Tensor:
 
 def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | None = None,
                     max_rank: int | None = None, max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9,
-                    gap: float = 100.0) -> Refinement:
+                    gap: float = 100.0, observed: Tensor | None = None) -> Refinement:
     """Refine DOP's low-rank estimate ``U Vᵀ`` of ``y``. See the module docstring.
 
     ``y`` and ``u`` are this process's rows (all of them without ``rows``), ``v`` is whole. The returned
-    ``low_rank`` is this process's rows of the refit (or of ``U Vᵀ`` when no certificate holds).
+    ``low_rank`` is this process's rows of the refit (or of ``U Vᵀ`` when no certificate holds). With an
+    ``observed`` mask (bool, like ``y``) only observed entries can be clean: the refit, the thresholds and
+    the certificate see nothing else, and the refit fills the missing entries.
 
     The refit is certified at the spectral gap's rank r̂ first; then the smallest certified rank is returned: a
     larger rank can also fit the clean entries exactly by absorbing a block of the corruption that no clean
@@ -145,12 +152,13 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
     top = spectral_gap_rank(s, max_rank)
     if top == 0:
         return Refinement(x_dop, 0, False, "zero low-rank estimate", 0)
-    best = _refit(y, x_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap)
+    best = _refit(y, x_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed)
     sweeps = best.sweeps
     if not best.accepted:
         return Refinement(x_dop, top, False, best.reason, sweeps)
     for r in range(top - 1, 0, -1):  # downwards: a rank that cannot fit the clean entries ends the search
-        probe = _refit(y, x_dop, left, s, zh, r, psd, rows, min(max_outer, 3), min(max_sweeps, 30), fit_tol, gap)
+        probe = _refit(y, x_dop, left, s, zh, r, psd, rows, min(max_outer, 3), min(max_sweeps, 30), fit_tol, gap,
+                       observed)
         sweeps += probe.sweeps
         if not probe.accepted:
             break
@@ -158,14 +166,21 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
     return Refinement(best.low_rank, best.rank, True, best.reason, sweeps)
 
 
+def _residual(y: Tensor, x: Tensor, observed: Tensor | None) -> Tensor:
+    """|y − x|, and +inf at missing entries (never clean, never the smallest of anything)."""
+    res = (y - x).abs()
+    return res if observed is None else res.masked_fill(~observed, math.inf)
+
+
 def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool, rows: Rows,
-           max_outer: int, max_sweeps: int, fit_tol: float, gap: float) -> Refinement:
+           max_outer: int, max_sweeps: int, fit_tol: float, gap: float, observed: Tensor | None) -> Refinement:
     """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``left, s, zh``)."""
     m, n = rows.total, y.shape[1]
     root = s[:r].sqrt()
     u, v = left[:, :r] * root, zh[:r].mT * root
-    res = (y - x0).abs()
-    threshold = 5 * rows.median(res) / 0.6745
+    seen = torch.ones_like(y, dtype=torch.bool) if observed is None else observed
+    res = _residual(y, x0, observed)
+    threshold = 5 * rows.median(res[seen]) / 0.6745
     clean = res <= threshold
     scale = float(rows.max(_local_max(y.abs())))
     total_sweeps = 0
@@ -175,10 +190,10 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
         # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
         # row is undetermined. The certificate below still demands an over-determined clean set.
         clean = clean | (res <= res.kthvalue(need, dim=1, keepdim=True).values)
-        clean = clean | (res <= rows.column_kth(res, need))
+        clean = (clean | (res <= rows.column_kth(res, need))) & seen
         u, v, sweeps = _fit(y, clean, u, v, rows, max_sweeps, 1e-14)
         total_sweeps += sweeps
-        res = (y - u @ v.mT).abs()
+        res = _residual(y, u @ v.mT, observed)
         # The threshold follows the clean entries' residual scale down, by at most 10x per round, so that a
         # corruption still pulling the fit cannot make many clean entries look corrupted at once.
         threshold = max(10 * rows.median(res[clean]) / 0.6745 + 1e-12 * scale, 0.1 * threshold)
@@ -190,7 +205,7 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
     if psd:
         u, v = _psd_part(u, v, rows)
     x = u @ v.mT
-    res = (y - x).abs()
+    res = _residual(y, x, observed)
     fit = rows.norm((y - x) * clean) / max(rows.norm(y * clean), 1e-300)
     unknowns = r * (m + n - r)
     count = rows.count(clean)

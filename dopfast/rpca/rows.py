@@ -110,6 +110,10 @@ class Rows:
         a bisection on the IEEE bit patterns (monotone for non-negative doubles), one count per step."""
         if not self.distributed:
             return float(torch.kthvalue(values.reshape(-1), k).values)
+        if bool((values < 0).any()) or bool(values.isnan().any()):
+            raise ValueError("Rows.kth: values must be non-negative and not NaN")
+        if not 1 <= k <= self.count(torch.ones_like(values, dtype=torch.bool)):
+            raise ValueError(f"Rows.kth: k={k} is outside 1..number of values")
         bits = values.reshape(-1).to(torch.float64).contiguous().view(torch.int64)
         lo = 0
         hi = int(self.max(bits.max().reshape(1) if bits.numel() else torch.zeros(1, dtype=torch.int64)))

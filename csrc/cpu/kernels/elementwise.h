@@ -10,17 +10,28 @@
 
 constexpr int kLanes = 16;
 
-template <typename T>
-double residual_step_impl(const T* __restrict x, T* __restrict g, T* __restrict h, const T* __restrict y,
-                          T* __restrict r, int64_t n, T step) {
+// With a mask, an unobserved entry (mask false) gets r = 0 and keeps its g, h, whatever x and y hold there
+// (selects, not products with 0, so NaN or Inf in an unobserved y does not leak).
+template <typename T, bool kMasked>
+double residual_step_body(const T* __restrict x, T* __restrict g, T* __restrict h, const T* __restrict y,
+                          const bool* __restrict mask, T* __restrict r, int64_t n, T step) {
   double acc[kLanes] = {};
   const auto body = [&](int64_t i, int lane) {
     const T gi = g[i], hi = h[i];
     const T ri = x[i] + gi * gi - hi * hi - y[i];
-    r[i] = ri;
-    g[i] = gi - step * ri * gi;
-    h[i] = hi + step * ri * hi;
-    acc[lane] += static_cast<double>(ri) * static_cast<double>(ri);
+    const T gn = gi - step * ri * gi, hn = hi + step * ri * hi;
+    if constexpr (kMasked) {
+      const bool seen = mask[i];
+      r[i] = seen ? ri : T(0);
+      g[i] = seen ? gn : gi;
+      h[i] = seen ? hn : hi;
+      acc[lane] += seen ? static_cast<double>(ri) * static_cast<double>(ri) : 0.0;
+    } else {
+      r[i] = ri;
+      g[i] = gn;
+      h[i] = hn;
+      acc[lane] += static_cast<double>(ri) * static_cast<double>(ri);
+    }
   };
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
@@ -29,6 +40,12 @@ double residual_step_impl(const T* __restrict x, T* __restrict g, T* __restrict 
   double total = 0;
   for (int j = 0; j < kLanes; ++j) total += acc[j];
   return total;
+}
+
+template <typename T>
+double residual_step_impl(const T* x, T* g, T* h, const T* y, const bool* mask, T* r, int64_t n, T step) {
+  return mask ? residual_step_body<T, true>(x, g, h, y, mask, r, n, step)
+              : residual_step_body<T, false>(x, g, h, y, nullptr, r, n, step);
 }
 
 template <typename T>

@@ -312,3 +312,14 @@ def test_nan_where_the_mask_says_observed_is_refused():
     y[1, 2] = np.nan
     with pytest.raises(ValueError, match="NaN or infinite entries where mask is true"):
         RobustPCA().fit(y, mask=np.ones((5, 5), dtype=bool))
+
+
+def test_mask_with_a_row_and_a_column_entirely_missing(paper_data):
+    x, _, y = paper_data
+    seen = torch.ones_like(y, dtype=torch.bool)
+    seen[3, :] = False
+    seen[:, 4] = False
+    est = RobustPCA(model="general", random_state=0).fit(y, mask=seen)
+    assert bool(torch.isfinite(est.low_rank_).all()) and bool((est.sparse_[~seen] == 0).all())
+    # a row with no observation cannot be pinned down: no certificate, DOP's estimate is returned
+    assert not est.refined_ and relative_error(est.low_rank_[seen].view(1, -1), x[seen].view(1, -1)) < 0.1

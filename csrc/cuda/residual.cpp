@@ -37,14 +37,15 @@ at::Tensor residual_step_into(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
 std::tuple<at::Tensor, at::Tensor> residual_step_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h,
                                                       const at::Tensor& y, double step,
                                                       const std::optional<at::Tensor>& mask) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  // Only a CUDA x gets a guard: a CPU x with a CUDA mask lands here, and the checks must name it.
+  const c10::cuda::OptionalCUDAGuard guard(x.is_cuda() ? std::optional<c10::Device>(x.device()) : std::nullopt);
   return residual_step_op(x, g, h, y, step, mask, residual_step_into,
                           [](const at::Tensor& like) { return at::empty(like.sizes(), like.options()); });
 }
 
 at::Tensor residual_step_out_cuda(const at::Tensor& x, at::Tensor& g, at::Tensor& h, const at::Tensor& y, double step,
                                   at::Tensor& r, const std::optional<at::Tensor>& mask) {
-  const c10::cuda::CUDAGuard guard(x.device());
+  const c10::cuda::OptionalCUDAGuard guard(x.is_cuda() ? std::optional<c10::Device>(x.device()) : std::nullopt);
   return residual_step_out_op(x, g, h, y, step, r, mask, residual_step_into);
 }
 

@@ -28,13 +28,15 @@ import torch
 from torch import Tensor
 
 from .. import ops
-from .refine import refine_low_rank
+from .refine import factored_svd, refine_low_rank, spectral_gap_rank
 from .rows import Rows
 
 STEP_FRACTION = 0.25
 CHUNK = 500
 REFINE_FIRST = 100  # first step count at which a refinement is attempted (then 200, 400, ...)
 REFINE_START = 0.05  # ... once the relative residual ||X + s - Y|| / ||Y|| is below this
+WIDTH_START = 64  # factor width r' when `rank` is not given and min(m, n) is larger; doubled while the rank
+# read from the spectral gap of X is more than half of it
 
 
 @dataclass
@@ -138,7 +140,8 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
         y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
     b, n = y.shape[0], y.shape[2]
     m = rows.total
-    k = min(m, n) if rank is None else min(int(rank), min(m, n))
+    k_max = min(m, n) if rank is None else min(int(rank), min(m, n))
+    k = k_max if rank is not None else min(k_max, WIDTH_START)
     peak = rows.max(y.abs().amax((-2, -1)))
     zero = peak == 0
     if step is None:
@@ -216,6 +219,12 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                     if attempt is not None and attempt.accepted:
                         certified[i] = attempt
                         finished[j] = True
+            if k < k_max and _too_narrow(factors, active[~finished], rows, k):
+                # the rank may be close to (or above) the width: add columns at the init scale
+                grown = min(2 * k, k_max)
+                u = torch.cat([u, draw(16 + 2 * grown, slice(0, m) if psd else rows.rows, m, grown - k)], dim=2)
+                v = None if psd else torch.cat([v, draw(17 + 2 * grown, slice(0, n), n, grown - k)], dim=2)
+                k = grown
             converged[active[finished].numpy()] = True
             if bar is not None:
                 bar.update(steps)
@@ -236,6 +245,16 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     if refine:
         _refine(fit, yn, factors, sc, psd, k, zero, certified, rows, mask)
     return fit
+
+
+def _too_narrow(factors, active: Tensor, rows: Rows, k: int) -> bool:
+    """Whether some active problem's rank, read from the largest gap in the spectrum of its X, exceeds k / 2
+    (the width is kept at least twice the visible rank; components still growing count once they show)."""
+    for i in active.tolist():
+        s = factored_svd(*(f.double() for f in factors(i)), rows)[1]
+        if 2 * spectral_gap_rank(s, k) > k:
+            return True
+    return False
 
 
 def _part(mask: Tensor | None, i: int) -> Tensor | None:

@@ -57,7 +57,9 @@ class RobustPCA:
     step : float, optional
         τ, the step for the factors (``alpha·step`` for g, h). Default: the scale-free rule above.
     rank : int, optional
-        Number of columns r' of the factors (default min(m, n): full over-parameterization).
+        Number of columns r' of the factors. Default: min(m, n) (the paper's full over-parameterization) up to
+        64; beyond, 64 columns, doubled (up to min(m, n)) whenever the rank read from the largest gap in the
+        spectrum of X exceeds half the width, so the width follows the rank instead of the matrix size.
     max_iter, tol : stopping (see module docstring); for "pcp", ADMM iterations and residual tolerance.
     init_scale : float
         Relative initialisation scale (1e-4 as in the paper).

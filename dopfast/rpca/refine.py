@@ -71,10 +71,14 @@ def _normal(y: Tensor, w: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
-    """The rows solving ``gram[i] f_i = rhs[i]`` (tiny ridge for safety)."""
-    ridge = 1e-13 * gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(gram.dtype).tiny)
+    """The rows solving ``gram[i] f_i = rhs[i]`` (tiny ridge for safety); a row with no clean entry at all
+    (zero gram) gets a zero factor row."""
+    trace = gram.diagonal(dim1=1, dim2=2).sum(-1)
+    empty = trace == 0
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    return torch.linalg.solve(gram + ridge[:, None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
+    ridge = torch.where(empty, torch.ones_like(trace), 1e-13 * trace)
+    f = torch.linalg.solve(gram + ridge[:, None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
+    return f.masked_fill(empty[:, None], 0)
 
 
 def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float):
@@ -194,6 +198,8 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
         u, v, sweeps = _fit(y, clean, u, v, rows, max_sweeps, 1e-14)
         total_sweeps += sweeps
         res = _residual(y, u @ v.mT, observed)
+        if rows.count(clean) == 0:
+            break  # nothing left to fit (e.g. every entry missing): no certificate
         # The threshold follows the clean entries' residual scale down, by at most 10x per round, so that a
         # corruption still pulling the fit cannot make many clean entries look corrupted at once.
         threshold = max(10 * rows.median(res[clean]) / 0.6745 + 1e-12 * scale, 0.1 * threshold)

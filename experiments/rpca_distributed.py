@@ -2,7 +2,7 @@
 with RobustPCA(distributed=True), and rank 0 reports the recovery error of the whole matrix.
 
     torchrun --nproc_per_node 2 experiments/rpca_distributed.py               # gloo, CPU
-    torchrun --nproc_per_node 8 experiments/rpca_distributed.py --device cuda --n 20000 --width 200
+    torchrun --nproc_per_node 8 experiments/rpca_distributed.py --device cuda --rows 20000 --cols 20000 --width 200
 
 The problem is the DOP paper's data in its rectangular form (X* = U*V*ᵀ, rank r, a fraction of entries
 corrupted by N(0, 10²)). Each rank generates only its rows of Y (a block of X* needs its rows of U* and all
@@ -40,9 +40,9 @@ def local_problem(m, n, r, corruption, rows: slice, dtype):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
-    ap.add_argument("--m", type=int, default=4000, help="rows")
-    ap.add_argument("--n", type=int, default=1000, help="columns")
-    ap.add_argument("--r", type=int, default=10, help="true rank")
+    ap.add_argument("--rows", type=int, default=4000)
+    ap.add_argument("--cols", type=int, default=1000)
+    ap.add_argument("--true-rank", type=int, default=10)
     ap.add_argument("--corruption", type=float, default=0.1)
     ap.add_argument("--width", type=int, default=40, help="factor width r' (RobustPCA's rank=)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -53,8 +53,8 @@ def main(argv=None) -> int:
     dist.init_process_group("nccl" if args.device == "cuda" else "gloo")
     try:
         rank, world = dist.get_rank(), dist.get_world_size()
-        rows = my_rows(args.m, rank, world)
-        x, _, y = local_problem(args.m, args.n, args.r, args.corruption, rows, getattr(torch, args.dtype))
+        rows = my_rows(args.rows, rank, world)
+        x, _, y = local_problem(args.rows, args.cols, args.true_rank, args.corruption, rows, getattr(torch, args.dtype))
         dev = torch.device(args.device, torch.cuda.current_device()) if args.device == "cuda" else torch.device("cpu")
         start = time.perf_counter()
         est = RobustPCA(rank=args.width, tol=1e-4, random_state=0, distributed=True, verbose=rank == 0)
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
                            dtype=torch.float64, device=dev)
         dist.all_reduce(err)
         if rank == 0:
-            print(f"{world} process(es), {args.m}×{args.n}, rank {args.r}, {args.corruption:.0%} corrupted: "
+            print(f"{world} process(es), {args.rows}×{args.cols}, rank {args.true_rank}, {args.corruption:.0%} corrupted: "
                   f"{est.n_iter_} steps, rank {est.rank_}, certified {est.refined_}, "
                   f"relative error {float((err[0] / err[1]).sqrt()):.2e}, {seconds:.1f} s")
     finally:

@@ -64,8 +64,8 @@ def main(argv=None) -> int:
                            dtype=torch.float64, device=dev)
         dist.all_reduce(err)
         if rank == 0:
-            print(f"{world} process(es), {args.rows}×{args.cols}, rank {args.true_rank}, {args.corruption:.0%} corrupted: "
-                  f"{est.n_iter_} steps, rank {est.rank_}, certified {est.refined_}, "
+            print(f"{world} process(es), {args.rows}×{args.cols}, rank {args.true_rank}, "
+                  f"{args.corruption:.0%} corrupted: {est.n_iter_} steps, rank {est.rank_}, certified {est.refined_}, "
                   f"relative error {float((err[0] / err[1]).sqrt()):.2e}, {seconds:.1f} s")
     finally:
         dist.barrier()

@@ -1,14 +1,11 @@
 """RobustPCA(distributed=True) on 2 and 3 gloo processes equals the one-process fit (issue: scale-out)."""
 
-import os
-import socket
-
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from dopfast import RobustPCA
+from dopfast._group import joined, spawn
 from dopfast.rpca import relative_error, rpca_problem
 from dopfast.rpca.rows import Rows
 
@@ -33,12 +30,6 @@ def _fit(name, y, rows=slice(None), **kwargs):
 SPLITS = {2: [40, 30], 3: [30, 25, 15]}  # uneven blocks of consecutive rows (70 rows; the first 50 for psd)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _blocks(total: int, world: int) -> list[slice]:
     counts = SPLITS[world]
     counts = [c * total // sum(counts) for c in counts]
@@ -48,14 +39,8 @@ def _blocks(total: int, world: int) -> list[slice]:
 
 
 def _worker(rank, world, port, out, backend="gloo"):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    device = "cpu"
-    if backend == "nccl":
-        device = f"cuda:{rank}"
-        torch.cuda.set_device(rank)
-    torch.distributed.init_process_group(backend, rank=rank, world_size=world)
-    try:
+    device = f"cuda:{rank}" if backend == "nccl" else "cpu"
+    with joined(rank, world, port, backend):
         result = {}
         for name, (kwargs, _) in PROBLEMS.items():
             _, _, y = rpca_problem(**kwargs)
@@ -69,9 +54,6 @@ def _worker(rank, world, port, out, backend="gloo"):
         result = {k: {n: (t.cpu() if isinstance(t, torch.Tensor) else t) for n, t in v.items()} if isinstance(v, dict)
                   else v for k, v in result.items()}
         torch.save(result, f"{out}.{rank}")
-    finally:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +67,7 @@ def single():
 ])
 def test_sharded_fit_equals_one_process(world, backend, single, tmp_path):
     out = str(tmp_path / "rank")
-    mp.spawn(_worker, args=(world, _free_port(), out, backend), nprocs=world, join=True)
+    spawn(_worker, world, out, backend)
     parts = [torch.load(f"{out}.{r}", weights_only=False) for r in range(world)]
     for name, ref in single.items():
         low = torch.cat([p[name]["low"] for p in parts])
@@ -118,10 +100,7 @@ def test_one_process_rows_reductions_are_exact():
 
 
 def _select_worker(rank, world, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with joined(rank, world, port):
         x = torch.rand(11, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
         x[3, 2] = x[5, 1]  # ties
         mine = _blocks(11, world)[rank]
@@ -130,14 +109,11 @@ def _select_worker(rank, world, port, out):
         q, r = rows.qr(a[mine])
         torch.save(dict(median=rows.median(x[mine]), kth=[rows.kth(x[mine], k) for k in (1, 2, 40, 77)],
                         col=rows.column_kth(x[mine], 3), q=q, r=r, rows=rows.gather_rows(a[mine])), f"{out}.{rank}")
-    finally:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 def test_collective_selection_and_qr_match_one_process(tmp_path):
     out = str(tmp_path / "sel")
-    mp.spawn(_select_worker, args=(3, _free_port(), out), nprocs=3, join=True)
+    spawn(_select_worker, 3, out)
     x = torch.rand(11, 7, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     x[3, 2] = x[5, 1]
     a = torch.randn(11, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -161,10 +137,7 @@ def test_distributed_needs_an_initialised_group_and_dop():
 
 
 def _refusal_worker(rank, world, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with joined(rank, world, port):
         messages = []
         bad_inputs = [
             np.full((3, 5), np.nan) if rank == 1 else np.ones((3, 5)),  # one rank's input is refused
@@ -178,14 +151,11 @@ def _refusal_worker(rank, world, port, out):
             except (ValueError, TypeError) as exc:
                 messages.append(str(exc))
         torch.save(messages, f"{out}.{rank}")
-    finally:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
 
 
 def test_a_refused_input_on_one_rank_raises_on_every_rank(tmp_path):
     out = str(tmp_path / "err")
-    mp.spawn(_refusal_worker, args=(2, _free_port(), out), nprocs=2, join=True)
+    spawn(_refusal_worker, 2, out)
     first, second = (torch.load(f"{out}.{r}") for r in range(2))
     assert "rank(s) [1] was refused" in first[0] and "NaN" in second[0]
     assert all("different numbers of columns" in m for m in (first[1], second[1]))

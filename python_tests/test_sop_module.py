@@ -1,14 +1,11 @@
 """dopfast.sop.SOPLoss as an nn.Module in training loops: contract, modes, state, compile, DDP."""
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch.testing import assert_close
 
 from dopfast import reference
+from dopfast._group import joined, spawn
 from dopfast.sop import SOPLoss
 
 
@@ -132,12 +129,6 @@ def test_compiled_training_step_matches_eager():
         assert_close(a, b)
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _train_three_epochs(model, crit, batch_of):
     """SGD over 3 epochs of 8-sample global batches; batch_of(global_batch) picks what this process sees."""
     opt = torch.optim.SGD(model.parameters(), lr=0.2)
@@ -154,25 +145,19 @@ def _train_three_epochs(model, crit, batch_of):
 
 
 def _ddp_worker(rank, world, port, out):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)  # two ranks on a busy 2-core machine: no intra-op threads competing with gloo
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    torch.manual_seed(0)
-    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(6, 4).double())
-    crit = SOPLoss(40, 4, init_std=0.2, distributed=True, seed=0).double()
-    _train_three_epochs(model, crit, lambda batch: batch[rank::world])  # each rank sees half of every batch
-    if rank == 0:
-        torch.save({"w": model.module.weight.detach(), "u": crit.u, "v": crit.v}, out)
-    del model  # DDP's reducer holds the process group: release it before the group goes
-    # Tear the group down only when both ranks are done with it: a rank that destroys its gloo context while
-    # the other still has a connection open aborts at exit ("terminate called without an active exception").
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    with joined(rank, world, port):  # one thread per rank; the group goes after a barrier
+        torch.manual_seed(0)
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(6, 4).double())
+        crit = SOPLoss(40, 4, init_std=0.2, distributed=True, seed=0).double()
+        _train_three_epochs(model, crit, lambda batch: batch[rank::world])  # each rank sees half of every batch
+        if rank == 0:
+            torch.save({"w": model.module.weight.detach(), "u": crit.u, "v": crit.v}, out)
+        del model  # DDP's reducer holds the process group: release it before the group goes
 
 
 def test_ddp_two_processes_match_single_process(tmp_path):
     out = tmp_path / "ddp.pt"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    spawn(_ddp_worker, 2, str(out))
     ddp = torch.load(out)
     # single process on the same global batches (rank 0's half then rank 1's: the batch mean is order-free)
     torch.manual_seed(0)

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import math
 import os
-import socket
 import tempfile
 import time
 
 import numpy as np
 import torch
 
+from .._group import spawn
 from .common import bench_parser, emit, machine_name, parse, show, table
 
 # Stated assumptions for the GPU rows (not measured here): H100 SXM.
@@ -34,12 +34,6 @@ NETWORKS = {  # all-reduce over the ring: latency per hop (s), bandwidth per GPU
 # per local entry: the fused residual step 28 B (read x, g, h, y; write g, h, r), x written 4 B, r read by 2 GEMMs 8 B
 BYTES_PER_ENTRY = 40
 ARRAYS = 5  # y, g, h, x, r per rank (float32)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _problem(m, n, k, psd, rows, dtype=torch.float32):
@@ -83,14 +77,10 @@ def _collective_seconds(sizes, reps):
 
 
 def _worker(rank, world, port, cases, sizes, steps, reps, out):
-    import torch.distributed as dist
-
+    from .._group import joined
     from ..rpca.rows import Rows
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+    with joined(rank, world, port):
         result = {"collectives": _collective_seconds(sizes, reps)}
         for m, n, k, psd in cases:
             counts = [m // world + (r < m % world) for r in range(world)]
@@ -98,9 +88,6 @@ def _worker(rank, world, port, cases, sizes, steps, reps, out):
             result[(m, n, k, psd)] = _step_seconds(m, n, k, psd, rows, steps)
         if rank == 0:
             torch.save(result, out)
-    finally:
-        dist.barrier()
-        dist.destroy_process_group()
 
 
 def _fused_seconds(m, n, k, psd, steps):
@@ -161,7 +148,7 @@ def main(argv=None) -> int:
     fused = {c: _fused_seconds(*c, steps) for c in cases}
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "two.pt")
-        torch.multiprocessing.spawn(_worker, args=(2, _free_port(), cases, sizes, steps, reps, out), nprocs=2)
+        spawn(_worker, 2, cases, sizes, steps, reps, out)
         two = torch.load(out, weights_only=False)
     rows = [[f"{m}×{n}, k={k}", "U Uᵀ" if psd else "U Vᵀ", round(fused[c] * 1e3, 2), round(one[c] * 1e3, 2),
              round(two[c] * 1e3, 2), round(one[c] / two[c], 2)] for c in cases for (m, n, k, psd) in [c]]

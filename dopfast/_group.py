@@ -1,0 +1,40 @@
+"""Local torch.distributed process groups for tests and benchmarks: spawn ``world`` processes on this machine,
+each joining one group, and tear the group down only when every rank is done with it (a rank that destroys
+its gloo context while another still has a connection open aborts at exit)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def joined(rank: int, world: int, port: int, backend: str = "gloo"):
+    """Join the group as ``rank`` (one intra-op thread: the ranks share the machine's cores)."""
+    import torch
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, rank=rank, world_size=world)
+    try:
+        yield
+    finally:
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def spawn(fn, world: int, *args) -> None:
+    """Run ``fn(rank, world, port, *args)`` in ``world`` new processes; raises if any of them fails."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(fn, args=(world, free_port(), *args), nprocs=world, join=True)

@@ -12,6 +12,9 @@ budget. Methods:
 - dopfast PCP: eq. (8) with X ⪰ 0 by ADMM (``dopfast.rpca.pcp``);
 - eager PyTorch DOP: the same iteration as plain torch ops (the natural way to write it);
 - tensorly ``robust_pca`` (ALM for PCP, λ = 1/√n), run with growing iteration caps;
+- AltProj-class, **given the rank**: a randomized truncated SVD of Y − S alternating with a hard threshold on
+  the residual that halves every iteration (the fast nonconvex family; DOP's goal is to come close without
+  being told the rank);
 - cvxpy (Clarabel) on eq. (8), n ≤ 64 only.
 """
 
@@ -124,6 +127,28 @@ def tensorly_trace(x_true, y, budget):
         cap *= 2
 
 
+def altproj_trace(x_true, y, r, budget, max_iter=200):
+    """Rank-given alternating projections: L = rank-r truncation of Y − S (randomized SVD), S = the residual's
+    entries above a threshold that halves each iteration; stops when ‖Y − L − S‖ ≤ 1e-10‖Y‖."""
+    trace = Trace()
+    s = torch.zeros_like(y)
+    zeta = float(y.abs().max())
+    y_norm = float(torch.linalg.matrix_norm(y))
+    torch.manual_seed(0)  # svd_lowrank draws its sketch from the global generator
+    for _ in range(max_iter):
+        t0 = time.perf_counter()
+        u, sv, v = torch.svd_lowrank(y - s, q=r + 5, niter=2)
+        low = (u[:, :r] * sv[:r]) @ v[:, :r].T
+        res = y - low
+        zeta *= 0.5
+        s = torch.where(res.abs() > zeta, res, torch.zeros((), dtype=y.dtype))
+        done = float(torch.linalg.matrix_norm(res - s)) <= 1e-10 * y_norm
+        trace.add(time.perf_counter() - t0, relative_error(low, x_true))
+        if done or trace.elapsed > budget:
+            break
+    return trace
+
+
 def _fastest_to_1e4(rows, n) -> str:
     reached = [(float(r[4]), r[1]) for r in rows if r[0] == n and r[4] != "—"]
     if not reached:
@@ -151,13 +176,14 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            est = RobustPCA(model="psd", random_state=0, rank=None if n <= 200 else 4 * r).fit(y)
+            est = RobustPCA(model="psd", random_state=0, tol=1e-4).fit(y)
         tr = Trace()
         tr.add(time.perf_counter() - t0, relative_error(est.low_rank_, x_true))
-        results["dopfast default (RobustPCA)" + ("" if n <= 200 else f", rank={4 * r}")] = tr
+        results["dopfast default (RobustPCA, rank not given)"] = tr
         results["dopfast PCP (ADMM, X ⪰ 0)"] = pcp_trace(x_true, y, args.budget)
         results["eager PyTorch DOP"] = eager_trace(x_true, y, args.budget, chunk)
         results["tensorly robust_pca"] = tensorly_trace(x_true, y, args.budget)
+        results[f"AltProj-class, rank {r} given"] = altproj_trace(x_true, y, r, args.budget)
         if n <= 64:
             from dopfast.rpca.convex import solve_convex
 

@@ -64,10 +64,17 @@ def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
 
 
 def _normal(y: Tensor, w: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row i of F, the normal equations of ``min ‖w_i ∘ (F_i otherᵀ − y_i)‖²``: (gram, rhs)."""
+    """Per row i of F, the normal equations of ``min ‖w_i ∘ (F_i otherᵀ − y_i)‖²``: (gram, rhs).
+
+    gram[i] = Σ_j w_ij other_j other_jᵀ is one GEMM against the r(r+1)/2 distinct products of other's
+    columns (the Gram matrices are symmetric), then mirrored."""
     r = other.shape[1]
-    outer = (other[:, :, None] * other[:, None, :]).reshape(other.shape[0], r * r)
-    return (w @ outer).view(-1, r, r), (w * y) @ other  # gram[i] = sum_j w_ij other_j other_jᵀ, as one GEMM
+    a, b = torch.triu_indices(r, r, device=other.device)
+    upper = w @ (other[:, a] * other[:, b])
+    gram = torch.empty(w.shape[0], r, r, dtype=w.dtype, device=w.device)
+    gram[:, a, b] = upper
+    gram[:, b, a] = upper
+    return gram, (w * y) @ other
 
 
 def _solve(gram: Tensor, rhs: Tensor) -> Tensor:

@@ -97,3 +97,20 @@ def device(owner: str, name: str, value):
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise InvalidValue(owner, name, "'cpu' (no CUDA device is available here)", value)
     return dev
+
+
+_MASK_INTS = ("uint8", "int8", "int16", "int32", "int64")
+
+
+def observation_mask(owner: str, mask):
+    """An observation mask tensor as bool (true = observed): bool as it is, or 0/1 values of a float or
+    integer dtype (checked, then converted). Shape and device are the caller's to check."""
+    import torch
+
+    if mask.dtype == torch.bool:
+        return mask
+    if not (mask.is_floating_point() or mask.dtype in tuple(getattr(torch, d) for d in _MASK_INTS)):
+        raise TypeError(f"{owner}: mask must be bool or 0/1, got dtype {mask.dtype}")
+    if not bool(((mask == 0) | (mask == 1)).all()):
+        raise ValueError(f"{owner}: mask must be bool or hold only 0 and 1 (1 = observed)")
+    return mask != 0

@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from . import _checks
+from . import _checks, _validate
 
 __all__ = [
     "residual_step_",
@@ -42,14 +42,10 @@ def _step(value, name: str, op: str) -> float:
 
 
 def _mask(mask, op: str):
-    """An observation mask as the kernels take it: bool, or 0/1 of any real dtype (checked, then converted)."""
-    if mask is None or not isinstance(mask, Tensor) or mask.dtype == torch.bool:
+    """An observation mask as the kernels take it: bool, or 0/1 (checked, then converted)."""
+    if mask is None or not isinstance(mask, Tensor):
         return mask
-    if mask.is_floating_point() or mask.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64):
-        if not bool(((mask == 0) | (mask == 1)).all()):
-            raise ValueError(f"dopfast.{op}: mask must be bool or hold only 0 and 1")
-        return mask != 0
-    raise TypeError(f"dopfast.{op}: mask must be a bool or 0/1 tensor, got {mask.dtype}")
+    return _validate.observation_mask(f"dopfast.{op}", mask)
 
 
 def residual_step_(x: Tensor, g: Tensor, h: Tensor, y: Tensor, step: float,

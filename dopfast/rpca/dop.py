@@ -59,12 +59,18 @@ def step_scale(y: Tensor, alpha: float, rows: Rows | None = None) -> Tensor:
     zero problem). Computed on ``Y / max|Y|``, so it neither overflows nor underflows. ``y`` holds this
     process's rows when ``rows`` is distributed."""
     rows = Rows(y.shape[1], y.device) if rows is None else rows
+    return _step_scale(*_peak_and_norm(y, rows), alpha)
+
+
+def _step_scale(peak: Tensor, unit_norm: Tensor, alpha: float) -> Tensor:
+    return peak * torch.clamp_min(unit_norm, alpha)
+
+
+def _peak_and_norm(y: Tensor, rows: Rows) -> tuple[Tensor, Tensor]:
+    """``max|Y|`` and ``‖Y / max|Y|‖₂`` per problem: what the step rule and the initial scale are made of."""
     peak = rows.max(y.abs().amax((-2, -1)))
-    return peak * torch.clamp_min(_spectral_norm(y / _safe(peak).view(-1, 1, 1), rows), alpha)
-
-
-def _safe(peak: Tensor) -> Tensor:
-    return torch.where(peak > 0, peak, torch.ones_like(peak))
+    safe = torch.where(peak > 0, peak, torch.ones_like(peak))
+    return peak, _spectral_norm(y / safe.view(-1, 1, 1), rows)
 
 
 def _spectral_norm(y: Tensor, rows: Rows, max_iter: int = 1000, tol: float = 1e-15) -> Tensor:
@@ -137,23 +143,23 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     """
     rows = Rows(y.shape[1], y.device) if rows is None else rows
     if mask is not None:
-        y = torch.where(mask, y, torch.zeros((), dtype=y.dtype, device=y.device))
+        y = y.masked_fill(~mask, 0)
     b, n = y.shape[0], y.shape[2]
     m = rows.total
     k_max = min(m, n) if rank is None else min(int(rank), min(m, n))
     k = k_max if rank is not None else min(k_max, WIDTH_START)
-    peak = rows.max(y.abs().amax((-2, -1)))
+    peak, unit_norm = _peak_and_norm(y, rows)
     zero = peak == 0
     if step is None:
         # Per-problem scale so that one normalised step serves the whole batch.
-        scale, tau = step_scale(y, alpha, rows), STEP_FRACTION
+        scale, tau = _step_scale(peak, unit_norm, alpha), STEP_FRACTION
     else:
         # The caller's step in the data's units: solve on y / c with step·c, one c for the whole batch.
         c = float(peak.max()) if bool((~zero).any()) else 1.0
         scale, tau = torch.full_like(peak, c), float(step) * c
     scale = torch.where(zero, torch.ones_like(scale), scale)
     yn = y / scale.view(-1, 1, 1)
-    spec = _spectral_norm(yn, rows)
+    spec = unit_norm * peak / scale  # ‖yn‖₂, from the norm already taken
     std = init_scale * torch.sqrt(spec / max(m, n)).clamp_min(1e-30)
     std = torch.where(zero, torch.zeros_like(std), std)  # a zero problem's answer is exactly zero
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -164,7 +170,8 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             y.device) * std.view(-1, 1, 1)
 
     # U whole for U Uᵀ (every rank needs all of it), by rows for U Vᵀ; V whole; g, h by rows.
-    u = draw(0, slice(0, m) if psd else rows.rows, m, k)
+    u_rows = slice(0, m) if psd else rows.rows
+    u = draw(0, u_rows, m, k)
     v = None if psd else draw(1, slice(0, n), n, k)
     g = draw(2, rows.rows, m, n)
     h = g.clone()
@@ -192,7 +199,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                 steps = max(1, min(steps, int(next_try[active.numpy()].min()) - done))
             if rows.distributed or mask is not None:
                 chunk_losses = torch.stack([row_steps(yn[i], u[i], None if psd else v[i], g[i], h[i], tau, alpha,
-                                                      steps, rows, None if mask is None else mask[i])
+                                                      steps, rows, _part(mask, i))
                                             for i in active.tolist()])
             else:
                 chunk_losses = _fused_steps(yn, u, v, g, h, active, tau, alpha, steps)
@@ -222,7 +229,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             if k < k_max and _too_narrow(factors, active[~finished], rows, k):
                 # the rank may be close to (or above) the width: add columns at the init scale
                 grown = min(2 * k, k_max)
-                u = torch.cat([u, draw(16 + 2 * grown, slice(0, m) if psd else rows.rows, m, grown - k)], dim=2)
+                u = torch.cat([u, draw(16 + 2 * grown, u_rows, m, grown - k)], dim=2)
                 v = None if psd else torch.cat([v, draw(17 + 2 * grown, slice(0, n), n, grown - k)], dim=2)
                 k = grown
             converged[active[finished].numpy()] = True
@@ -237,7 +244,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     xn = torch.stack([a @ c.mT for a, c in map(factors, range(b))]) if b else yn.clone()
     sn = g * g - h * h
     if mask is not None:
-        sn = torch.where(mask, sn, torch.zeros((), dtype=sn.dtype, device=sn.device))
+        sn = sn.masked_fill(~mask, 0)
     losses = torch.cat(chunks, dim=1) if chunks else torch.zeros(b, 0, dtype=torch.float64)
     fit = DopFit(low_rank=xn * sc, sparse=sn * sc, dop_low_rank=xn * sc, n_iter=n_iter, converged=converged,
                  loss_curve=(losses * scale.cpu().double().view(-1, 1) ** 2).numpy(),
@@ -361,7 +368,7 @@ def _refine(fit: DopFit, yn: Tensor, factors, sc: Tensor, psd: bool, k: int, zer
             fit.refined[i] = True
     refit_sparse = yn * sc - low
     if mask is not None:
-        refit_sparse = torch.where(mask, refit_sparse, torch.zeros((), dtype=low.dtype, device=low.device))
+        refit_sparse = refit_sparse.masked_fill(~mask, 0)
     fit.sparse = torch.where(torch.as_tensor(fit.refined, device=low.device).view(-1, 1, 1), refit_sparse,
                              fit.sparse)
     fit.low_rank = low

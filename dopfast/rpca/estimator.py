@@ -188,24 +188,28 @@ class RobustPCA:
         dtype = self._dtype(t)
         device = _validate.device(_OWNER, "device", self.device) if self.device is not None else t.device
         info = _InputInfo(is_torch, t.device, t.dtype if is_torch and t.is_floating_point() else None, t.dim() == 3)
-        seen = self._mask(mask, t)
-        if not bool((torch.isfinite(t) | ~seen).all()):
+        seen = None if mask is None else self._mask(mask, t)
+
+        def finite(a: Tensor) -> bool:  # where observed
+            ok = torch.isfinite(a)
+            return bool((ok if seen is None else ok | ~seen).all())
+
+        if not finite(t):
             raise ValueError("RobustPCA.fit: Y contains NaN or infinite entries" + (
                 "; to treat them as missing pass mask=~np.isnan(Y)" if mask is None else " where mask is true"))
         t = t.to(device=device, dtype=dtype)
-        if not bool((torch.isfinite(t) | ~seen.to(device)).all()):
-            raise ValueError(f"RobustPCA.fit: Y's entries overflow {dtype}; pass dtype='float64'")
-        if mask is not None:
+        if seen is not None:
             seen = seen.to(device)
-            t = torch.where(seen, t, torch.zeros((), dtype=dtype, device=device))
+        if not finite(t):
+            raise ValueError(f"RobustPCA.fit: Y's entries overflow {dtype}; pass dtype='float64'")
+        if seen is not None:
+            t = t.masked_fill(~seen, 0)
         batch = (lambda a: a) if t.dim() == 3 else (lambda a: a.unsqueeze(0))
-        return batch(t), info, (batch(seen) if mask is not None else None)
+        return batch(t), info, (None if seen is None else batch(seen))
 
     @staticmethod
     def _mask(mask, t: Tensor) -> Tensor:
-        """The observation mask as a bool tensor of Y's shape on Y's device (all true without one)."""
-        if mask is None:
-            return torch.ones(t.shape, dtype=torch.bool, device=t.device)
+        """The observation mask as a bool tensor of Y's shape on Y's device."""
         if isinstance(mask, Tensor):
             m = mask.detach()
         else:
@@ -213,15 +217,9 @@ class RobustPCA:
             if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
                 raise TypeError(f"RobustPCA.fit: mask must be bool or 0/1, got dtype {arr.dtype}")
             m = torch.from_numpy(np.ascontiguousarray(arr))
-        if m.is_complex():
-            raise TypeError(f"RobustPCA.fit: mask must be bool or 0/1, got dtype {m.dtype}")
         if tuple(m.shape) != tuple(t.shape):
             raise ValueError(f"RobustPCA.fit: mask must have Y's shape {tuple(t.shape)}, got {tuple(m.shape)}")
-        if m.dtype != torch.bool:
-            if not bool(((m == 0) | (m == 1)).all()):
-                raise ValueError("RobustPCA.fit: mask must be bool or hold only 0 and 1 (1 = observed)")
-            m = m != 0
-        return m.to(t.device)
+        return _validate.observation_mask("RobustPCA.fit", m).to(t.device)
 
     @staticmethod
     def _back(t: Tensor, info: _InputInfo):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sys
 
 
 def free_port() -> int:
@@ -33,8 +34,19 @@ def joined(rank: int, world: int, port: int, backend: str = "gloo"):
         dist.destroy_process_group()
 
 
+def _entry(rank: int, fn, world: int, port: int, args: tuple) -> None:
+    fn(rank, world, port, *args)
+    # The work is done and the group is gone. Leave without the interpreter's teardown: gloo's and DDP's
+    # worker threads can still be joinable when C++ static destructors run, which aborts the process
+    # ("terminate called without an active exception") in some runs on a busy machine. An exception above
+    # still propagates to spawn as a failure.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def spawn(fn, world: int, *args) -> None:
     """Run ``fn(rank, world, port, *args)`` in ``world`` new processes; raises if any of them fails."""
     import torch.multiprocessing as mp
 
-    mp.spawn(fn, args=(world, free_port(), *args), nprocs=world, join=True)
+    mp.spawn(_entry, args=(fn, world, free_port(), args), nprocs=world, join=True)

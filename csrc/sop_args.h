@@ -6,6 +6,7 @@
 #include <ATen/ops/_to_copy.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <vector>
 
 namespace dopfast {
@@ -59,13 +60,25 @@ inline void check_sop_indices(const at::Tensor& targets, const at::Tensor& index
     TORCH_CHECK(ip[i] >= 0 && ip[i] < samples, "dopfast.sop_loss_step_: index must be sample indices in [0, ", samples,
                 "), got ", ip[i], " at position ", i);
   }
-  std::vector<int64_t> sorted(ip, ip + B);
-  std::sort(sorted.begin(), sorted.end());
-  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
-  TORCH_CHECK(dup == sorted.end(),
-              "dopfast.sop_loss_step_: index must be unique within a batch (each sample's u, v "
-              "row is updated once), but ",
-              *dup, " appears more than once");
+  // Uniqueness: one bit per sample (O(B + N / 64)) while the bitmap is small against the batch, else a sort.
+  const auto repeated = [](int64_t value) {
+    TORCH_CHECK(false, "dopfast.sop_loss_step_: index must be unique within a batch (each sample's u, v row is ",
+                "updated once), but ", value, " appears more than once");
+  };
+  if (samples <= 1024 * B) {
+    std::vector<uint64_t> seen(static_cast<size_t>((samples + 63) / 64), 0);
+    for (int64_t i = 0; i < B; ++i) {
+      uint64_t& word = seen[static_cast<size_t>(ip[i] >> 6)];
+      const uint64_t bit = uint64_t(1) << (ip[i] & 63);
+      if (word & bit) repeated(ip[i]);
+      word |= bit;
+    }
+  } else {
+    std::vector<int64_t> sorted(ip, ip + B);
+    std::sort(sorted.begin(), sorted.end());
+    const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+    if (dup != sorted.end()) repeated(*dup);
+  }
 }
 
 }  // namespace dopfast

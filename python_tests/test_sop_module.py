@@ -67,6 +67,24 @@ def test_grad_output_scales_logits_gradient():
     assert_close(g3, 3 * model.weight.grad)
 
 
+def test_retain_graph_and_repeated_backward():
+    # The stored gradient is handed over without a copy only when the graph is freed; a retained graph gives
+    # the same gradient on every backward (here: accumulated twice, then once more scaled by 2).
+    model, x, y, crit, idx = _setup()
+    logits = model(x[idx]).detach().requires_grad_()
+    loss = crit(logits, y[idx], idx)
+    loss.backward(retain_graph=True)
+    once = logits.grad.clone()
+    loss.backward(retain_graph=True)
+    assert_close(logits.grad, 2 * once)
+    (g,) = torch.autograd.grad(2 * loss, logits, retain_graph=True)
+    assert_close(g, 2 * once)
+    loss.backward()  # frees the graph: the buffer itself is accumulated into .grad
+    assert_close(logits.grad, 3 * once)
+    with pytest.raises(RuntimeError, match="backward through the graph a second time"):
+        loss.backward()
+
+
 def test_state_dict_roundtrip(tmp_path):
     _, _, _, crit, _ = _setup()
     path = tmp_path / "sop.pt"

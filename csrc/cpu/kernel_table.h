@@ -1,5 +1,6 @@
 // The table of raw-pointer CPU kernels (cpu/kernels/*.h), compiled once per instruction set (kernels_default.cpp,
-// kernels_avx2.cpp) and picked at run time (kernel_table.cpp). No torch header: the op wrappers unpack tensors.
+// kernels_avx2.cpp, kernels_avx512.cpp) and picked at run time (kernel_table.cpp). No torch header: the op wrappers
+// unpack tensors.
 #pragma once
 
 #include <cstdint>
@@ -65,7 +66,7 @@ struct KernelTable {
 const KernelTable<float>& kernels(float);
 const KernelTable<double>& kernels(double);
 
-// Name of the instruction set the kernels were picked for ("avx2" or "default").
+// Name of the instruction set the kernels were picked for ("avx512", "avx2" or "default").
 const char* simd_isa();
 
 }  // namespace dopfast::cpu

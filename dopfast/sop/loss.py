@@ -13,31 +13,43 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from .. import _validate
+from .. import _C, _validate
 
 VARIANTS = ("official", "paper")
 
 
 class _SOPStep(torch.autograd.Function):
-    """Loss forward; the fused kernel already produced d(loss)/d(logits), which backward scales. The backward
-    is first-order only: with ``create_graph=True`` it warns that the SOP term's curvature is missing."""
+    """Loss forward; the fused kernel already produced d(loss)/d(logits), which backward scales. The gradient
+    buffer is kept on ctx (not saved for backward) so that a backward that frees the graph can hand that very
+    buffer to the logits: with ``grad_out == 1`` (a plain ``loss.backward()``) on CPU the backward then costs
+    nothing, otherwise it scales the buffer in place. With ``retain_graph=True`` (or under ``torch.compile``)
+    it returns a scaled copy and keeps the buffer for the next backward. The backward is first-order only: with
+    ``create_graph=True`` it warns that the SOP term's curvature is missing."""
 
     @staticmethod
-    def forward(logits, targets, index, u, v, lr_u, lr_v, paper):
-        return torch.ops.dopfast.sop_loss_step_(logits, targets, index, u, v, lr_u, lr_v, paper)
+    def forward(ctx, logits, targets, index, u, v, lr_u, lr_v, paper):
+        loss, grad = torch.ops.dopfast.sop_loss_step_(logits, targets, index, u, v, lr_u, lr_v, paper)
+        ctx.grad = grad
+        return loss
 
     @staticmethod
-    def setup_context(ctx, inputs, output):
-        ctx.save_for_backward(output[1])
-        ctx.mark_non_differentiable(output[1])
+    def backward(ctx, grad_out):
+        grad = getattr(ctx, "grad", None)
+        if grad is None:
+            raise RuntimeError("SOPLoss: trying to backward through the graph a second time (its stored gradient "
+                               "was handed to the logits); specify retain_graph=True on the first backward")
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or _C.keep_graph():
+            if torch.is_grad_enabled() and not torch._C._functorch.is_functorch_wrapped_tensor(grad_out):
+                warnings.warn("SOPLoss: backward with create_graph=True gives a first derivative that is constant "
+                              "in the logits: second derivatives of the SOP loss are not supported", stacklevel=2)
+            return (grad * grad_out.to(grad.dtype),) + _NO_GRADS
+        del ctx.grad  # the only reference left is ours: the logits' .grad can take the buffer over
+        if grad_out.is_cpu and grad_out.item() == 1:
+            return (grad,) + _NO_GRADS
+        return (grad.mul_(grad_out.to(grad.dtype)),) + _NO_GRADS
 
-    @staticmethod
-    def backward(ctx, grad_out, _grad_of_grad):
-        (grad,) = ctx.saved_tensors
-        if torch.is_grad_enabled() and not torch._C._functorch.is_functorch_wrapped_tensor(grad_out):
-            warnings.warn("SOPLoss: backward with create_graph=True gives a first derivative that is constant in "
-                          "the logits: second derivatives of the SOP loss are not supported", stacklevel=2)
-        return grad * grad_out.to(grad.dtype), None, None, None, None, None, None, None
+
+_NO_GRADS = (None,) * 7  # targets, index, u, v, lr_u, lr_v, paper
 
 
 class SOPLoss(nn.Module):
@@ -107,8 +119,8 @@ class SOPLoss(nn.Module):
         world = 1
         if step and self.distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
             world = torch.distributed.get_world_size()
-        loss, _ = _SOPStep.apply(logits, targets, index, self.u, self.v, lr_u / world, lr_v / world,
-                                 self.variant == "paper")
+        loss = _SOPStep.apply(logits, targets, index, self.u, self.v, lr_u / world, lr_v / world,
+                              self.variant == "paper")
         if world > 1:
             self._share_rows(index)
         return loss

@@ -12,7 +12,9 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__AVX__)
+#if defined(__AVX512F__)
+constexpr int kVecBytes = 64;
+#elif defined(__AVX__)
 constexpr int kVecBytes = 32;
 #else
 constexpr int kVecBytes = 16;

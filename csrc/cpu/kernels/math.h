@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 
 template <typename T>
 struct ExpConst;
@@ -65,11 +66,10 @@ inline typename Vec<T>::type vexp(typename Vec<T>::type x) {
   const IV under = x < lo;  // all-ones lanes where the result underflows
   x = x < lo ? lo : x;
   x = x > hi ? hi : x;
-  // round to nearest via the add-magic-number trick is type-punned; a cast after adding 0.5 * sign works too
-  V kf = x * C::log2e;
-  kf = kf + (kf >= 0 ? V{} + T(0.5) : V{} - T(0.5));
+  // k = round(x / ln 2): adding and subtracting 1.5 * 2^mant rounds to nearest (|x / ln 2| < 2^mant).
+  const T magic = T(1.5) * static_cast<T>(I(1) << C::mant);
+  V kf = (x * C::log2e + magic) - magic;
   const IV k = __builtin_convertvector(kf, IV);
-  kf = __builtin_convertvector(k, V);
   const V r = x - kf * C::ln2_hi - kf * C::ln2_lo;
   const V p = C::poly(r);
   const IV bits = (k + C::bias) << C::mant;
@@ -79,9 +79,44 @@ inline typename Vec<T>::type vexp(typename Vec<T>::type x) {
   return under ? V{} : out;
 }
 
-// out[i] = exp(in[i] - shift) for i < n; returns the sum (in double).
+// Lane mask of the last `rest` lanes (0 < rest < W): the new entries of a tail handled as the row's last whole
+// vector.
 template <typename T>
-inline double exp_shift_sum(const T* in, T* out, int64_t n, T shift) {
+inline auto tail_lanes(int64_t rest) {
+  using I = typename ExpConst<T>::Int;
+  typedef I IV __attribute__((vector_size(sizeof(typename Vec<T>::type))));
+  IV lane{};
+  for (int w = 0; w < Vec<T>::width; ++w) lane[w] = w;
+  return lane >= static_cast<I>(Vec<T>::width - rest);
+}
+
+// The sum of a vector's lanes as a tree: the two halves added as vectors, down to one lane (log2 W adds).
+template <typename T, int Bytes>
+inline T tree_sum(const void* x) {
+  if constexpr (Bytes == static_cast<int>(sizeof(T))) {
+    T out;
+    std::memcpy(&out, x, sizeof(T));
+    return out;
+  } else {
+    typedef T H __attribute__((vector_size(Bytes / 2)));
+    H lo, hi;
+    std::memcpy(&lo, x, sizeof(H));
+    std::memcpy(&hi, static_cast<const char*>(x) + sizeof(H), sizeof(H));
+    const H sum = lo + hi;
+    return tree_sum<T, Bytes / 2>(&sum);
+  }
+}
+
+template <typename T>
+inline T vsum(typename Vec<T>::type x) {
+  return tree_sum<T, static_cast<int>(sizeof(x))>(&x);
+}
+
+// out[i] = exp(in[i] - shift) for i < n; returns the sum. A tail shorter than a vector is the last whole vector
+// again (recomputing identical values) with the lanes already counted masked out of the sum; rows shorter than
+// a vector are padded with -inf (whose exp is 0).
+template <typename T>
+inline T exp_shift_sum(const T* in, T* out, int64_t n, T shift) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width;
   V acc{};
@@ -91,11 +126,17 @@ inline double exp_shift_sum(const T* in, T* out, int64_t n, T shift) {
     store_vec(out + i, e);
     acc += e;
   }
-  double total = 0;
-  for (int w = 0; w < W; ++w) total += acc[w];
-  for (; i < n; ++i) {
-    out[i] = std::exp(in[i] - shift);
-    total += out[i];
+  if (i < n && n >= W) {
+    const V e = vexp<T>(load_vec(in + n - W) - shift);
+    store_vec(out + n - W, e);
+    acc += tail_lanes<T>(n - i) ? e : V{};
+  } else if (i < n) {
+    T pad[W];
+    for (int w = 0; w < W; ++w) pad[w] = w < n ? in[w] : -std::numeric_limits<T>::infinity();
+    const V e = vexp<T>(load_vec(pad) - shift);
+    store_vec(pad, e);
+    for (int w = 0; w < n; ++w) out[w] = pad[w];
+    acc += e;
   }
-  return total;
+  return vsum<T>(acc);
 }

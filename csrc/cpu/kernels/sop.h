@@ -8,157 +8,237 @@
 //   paper:    dL/du_c = g_c 2 u_c / B,  dL/dv_k = 4 v_k (b_k - h_k) / B,  then u, v projected on [-1, 1]
 // (a, b clamped to [0, 1] in the official variant; v enters CE without gradient; m_k, kappa: clamp masks).
 //
-// Every pass over the K classes is branch-free packed vector code that treats all classes as "off the
-// label, not the argmax"; the two special classes (c and argmax) are then corrected with scalar code.
+// Four passes over the K classes of a row: max; exp; S, <g, p> and the MSE together (<g, p> = (kappa / S) *
+// sum of p over the unclamped classes, so one pass serves both); the logits gradient with the v update in
+// place. Each is branch-free packed vector code that treats every class as "off the label, not the argmax",
+// with b read from v itself; the two special classes (c and argmax) are then corrected with scalar code from
+// their saved old values. The max pass also prefetches the next sample's rows (random rows of v, a page
+// each at K = 1000 floats, where the hardware prefetcher stops).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <vector>
+#include <type_traits>
 
-template <typename T>
-struct SopRow {
-  // Per-thread scratch: v of the row and b = v^2 (clamped for the official variant), in T.
-  std::vector<T> v, b;
-  explicit SopRow(int64_t k) : v(static_cast<size_t>(k)), b(static_cast<size_t>(k)) {}
-};
-
-template <typename T>
-inline T vsum(typename Vec<T>::type x) {
-  T s = 0;
-  for (int w = 0; w < Vec<T>::width; ++w) s += x[w];
-  return s;
+// W consecutive S values as a vector of T (converted when the state's precision differs from the logits').
+template <typename T, typename S>
+inline typename Vec<T>::type load_as(const S* p) {
+  if constexpr (std::is_same_v<T, S>) {
+    return load_vec(p);
+  } else {
+    typedef S SV __attribute__((vector_size(Vec<T>::width * sizeof(S))));
+    SV s;
+    std::memcpy(&s, p, sizeof(s));
+    return __builtin_convertvector(s, typename Vec<T>::type);
+  }
 }
 
 template <typename T, typename S>
-void sop_step_impl(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1) {
+inline void store_as(S* p, typename Vec<T>::type v) {
+  if constexpr (std::is_same_v<T, S>) {
+    store_vec(p, v);
+  } else {
+    typedef S SV __attribute__((vector_size(Vec<T>::width * sizeof(S))));
+    const SV s = __builtin_convertvector(v, SV);
+    std::memcpy(p, &s, sizeof(s));
+  }
+}
+
+// b = v^2 off the label, clamped to 1 in the official variant.
+template <bool paper, typename V>
+inline V off_label_b(V v2) {
+  using E = std::remove_cvref_t<decltype(v2[0])>;
+  if constexpr (paper)
+    return v2;
+  else
+    return v2 < E(1) ? v2 : V{} + E(1);
+}
+
+template <bool paper, typename T, typename S>
+void sop_rows(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1) {
   using V = typename Vec<T>::type;
   constexpr int W = Vec<T>::width;
+  constexpr int64_t kLine = 64 / sizeof(T) >= W ? 64 / sizeof(T) : W;  // logits per cache line (a multiple of W)
   const int64_t K = P.classes, KV = K / W * W;
-  const T inv_b = T(1) / static_cast<T>(P.batch), eps = T(1e-4);
+  const int64_t prefetch_distance = K >= 512 ? 1 : 4;
+  const T inv_b = T(1) / static_cast<T>(P.batch), eps = T(1e-4), one = T(1);
   const bool step = P.lr_u != 0 || P.lr_v != 0;
-  SopRow<T> row(K);
-  T* vt = row.v.data();
-  T* bv = row.b.data();
+  const T lv = static_cast<T>(P.lr_v) * 4 * inv_b;
+  // b = v^2, clamped to 1 in the official variant; the v step for a class off the label (h = 0 unless argmax).
+  const auto b_of = [one](T v) { return paper || v * v < one ? v * v : one; };
+  const auto v_new = [lv, one](T v, T b, T h) {
+    if constexpr (paper) return std::clamp(v - lv * v * (b - h), -one, one);
+    return v * v <= one ? v - lv * v * (b - h) : v;
+  };
   for (int64_t i = i0; i < i1; ++i) {
     const T* z = P.logits + i * K;
     T* gz = P.grad + i * K;
     const int64_t c = P.targets[i];
     S* urow = P.u + P.index[i] * P.u_cols;
     S* vrow = P.v + P.index[i] * K;
+    // Rows `ahead` samples on are prefetched: far enough that short rows (K = 100: ~0.1 us of work) still
+    // cover a memory latency.
+    const int64_t ahead = i + prefetch_distance < i1 ? i + prefetch_distance : i1 - 1;
+    const char* znext = reinterpret_cast<const char*>(P.logits + ahead * K);
+    const char* vnext = ahead > i ? reinterpret_cast<const char*>(P.v + P.index[ahead] * K) : nullptr;
+    if (vnext) __builtin_prefetch(P.u + P.index[ahead] * P.u_cols, 1);
 
+    // max and first argmax (as torch.argmax): per lane, the first index of the lane's maximum.
     T zmax = z[0];
-    if (KV > 0) {
-      V m = load_vec(z);
-      for (int64_t k = W; k < KV; k += W) {
-        const V x = load_vec(z + k);
-        m = x > m ? x : m;
-      }
-      for (int w = 0; w < W; ++w) zmax = m[w] > zmax ? m[w] : zmax;
-    }
-    for (int64_t k = KV; k < K; ++k) zmax = z[k] > zmax ? z[k] : zmax;
     int64_t amax = 0;
-    while (amax < K && z[amax] != zmax) ++amax;                                  // first maximum, as torch.argmax
-    if (amax == K) amax = 0;                                                     // NaN logits: the loss is NaN anyway
-    const T inv_esum = T(1) / static_cast<T>(exp_shift_sum<T>(z, gz, K, zmax));  // gz <- exp(z - max)
-
-#pragma GCC ivdep
-    for (int64_t k = 0; k < K; ++k) {
-      const T v = static_cast<T>(vrow[k]);
-      const T v2 = v * v;
-      vt[k] = v;
-      bv[k] = P.paper || v2 < T(1) ? v2 : T(1);
+    if (KV > 0) {
+      using I = typename ExpConst<T>::Int;
+      typedef I IV __attribute__((vector_size(sizeof(V))));
+      IV lane{};
+      for (int w = 0; w < W; ++w) lane[w] = w;
+      V m = load_vec(z);
+      IV at = lane;
+      for (int64_t k = 0; k < KV; k += W) {
+        if (vnext && k % kLine == 0) {  // one line of the next logits row, and the same share of its v row
+          __builtin_prefetch(znext + k * sizeof(T));
+          __builtin_prefetch(vnext + k * sizeof(S), 1);
+          if constexpr (sizeof(S) > sizeof(T)) __builtin_prefetch(vnext + k * sizeof(S) + 64, 1);
+        }
+        const V x = load_vec(z + k);
+        const auto up = x > m;
+        m = up ? x : m;
+        at = up ? lane + static_cast<I>(k) : at;
+      }
+      T lanes[W];
+      I where[W];
+      std::memcpy(lanes, &m, sizeof(lanes));
+      std::memcpy(where, &at, sizeof(where));
+      for (int w = 0; w < W; ++w) zmax = lanes[w] > zmax ? lanes[w] : zmax;
+      amax = KV;
+      for (int w = 0; w < W; ++w)
+        if (lanes[w] == zmax && where[w] < amax) amax = where[w];
     }
-    bv[c] = 0;  // b = v^2 (1 - y)
-    const T uc = static_cast<T>(P.paper ? urow[c] : urow[0]);
-    const T a_c = P.paper ? uc * uc : std::min(uc * uc, T(1));
+    for (int64_t k = KV; k < K; ++k)
+      if (z[k] > zmax) zmax = z[k], amax = k;
+    if (!(zmax == zmax) || amax >= K) amax = 0;                  // NaN logits: the loss is NaN anyway
+    const T inv_esum = T(1) / exp_shift_sum<T>(z, gz, K, zmax);  // gz <- exp(z - max)
 
-    // S = sum_k max(p_k + a_k - b_k, eps)
-    V acc{};
-    for (int64_t k = 0; k < KV; k += W) {
-      const V w = load_vec(gz + k) * inv_esum - load_vec(bv + k);
-      acc += w >= eps ? w : V{} + eps;
+    // Off-label sums over all k: S = sum max(p - b, eps), P = sum of p where p - b >= eps, sum b^2. A tail is
+    // the row's last whole vector again, with the lanes already counted masked out.
+    V s_v{}, pu_v{}, mse_v{};
+    const auto sums = [&](int64_t k, auto masked, auto lanes) {
+      const V p = load_vec(gz + k) * inv_esum, v = load_as<T>(vrow + k);
+      const V b = off_label_b<paper>(v * v), w = p - b;
+      if constexpr (decltype(masked)::value) {
+        const auto on = (w >= eps) & lanes;
+        s_v += lanes ? (on ? w : V{} + eps) : V{};
+        pu_v += on ? p : V{};
+        mse_v += lanes ? b * b : V{};
+      } else {
+        const auto on = w >= eps;
+        s_v += on ? w : V{} + eps;
+        pu_v += on ? p : V{};
+        mse_v += b * b;
+      }
+    };
+    const int64_t rest = K - KV;
+    const bool overlap = rest > 0 && KV > 0;  // a tail done as one more (overlapping) vector
+    for (int64_t k = 0; k < KV; k += W) sums(k, std::false_type{}, 0);
+    if (overlap) sums(K - W, std::true_type{}, tail_lanes<T>(rest));
+    T s_sum = vsum<T>(s_v), p_on = vsum<T>(pu_v), mse = vsum<T>(mse_v);
+    for (int64_t k = overlap ? K : KV; k < K; ++k) {
+      const T p = gz[k] * inv_esum, b = b_of(static_cast<T>(vrow[k])), w = p - b;
+      s_sum += std::max(w, eps);
+      p_on += w >= eps ? p : T(0);
+      mse += b * b;
     }
-    T s_sum = vsum<T>(acc);
-    for (int64_t k = KV; k < K; ++k) s_sum += std::max(gz[k] * inv_esum - bv[k], eps);
-    const T p_c = gz[c] * inv_esum, w_c = p_c + a_c, q_c = std::max(w_c, eps);
-    s_sum += q_c - std::max(p_c, eps);  // the label's entry has a_c added (and b_c = 0)
+    // The label's entry: b_c = 0 and a_c added instead of the off-label term counted above.
+    const S v_c_old = vrow[c], v_a_old = vrow[amax];
+    const T b_c = b_of(static_cast<T>(v_c_old)), p_c = gz[c] * inv_esum;
+    const bool c_on = p_c - b_c >= eps;
+    const T uc = static_cast<T>(paper ? urow[c] : urow[0]);
+    const T a_c = paper ? uc * uc : std::min(uc * uc, one);
+    const T w_c = p_c + a_c, q_c = std::max(w_c, eps);
+    s_sum += q_c - std::max(p_c - b_c, eps);
+    p_on -= c_on ? p_c : T(0);
     const T ratio = q_c / s_sum;
     T ce, kappa = 1;
-    if (P.paper) {
+    if (paper) {
       ce = -std::log(ratio);
     } else {
-      ce = -std::log(std::min(std::max(ratio, eps), T(1)));
-      kappa = (ratio >= eps && ratio <= T(1)) ? T(1) : T(0);
+      ce = -std::log(std::min(std::max(ratio, eps), one));
+      kappa = (ratio >= eps && ratio <= one) ? one : T(0);
     }
     const T gk = kappa / s_sum;  // g_k off the label where the clamp is inactive
-
-    // <g, p> and the MSE, off-label form, then corrected at c and at the argmax.
-    V dot_v{}, mse_v{};
-    for (int64_t k = 0; k < KV; k += W) {
-      const V p = load_vec(gz + k) * inv_esum, b = load_vec(bv + k);
-      dot_v += (p - b >= eps ? V{} + gk : V{}) * p;
-      mse_v += b * b;
-    }
-    T dot = vsum<T>(dot_v), mse = vsum<T>(mse_v);
-    for (int64_t k = KV; k < K; ++k) {
-      const T p = gz[k] * inv_esum;
-      dot += (p - bv[k] >= eps ? gk : T(0)) * p;
-      mse += bv[k] * bv[k];
-    }
-    const T g_c = (w_c >= eps ? kappa : T(0)) * (T(1) / s_sum - T(1) / q_c);
-    dot += g_c * p_c - (p_c >= eps ? gk : T(0)) * p_c;
-    // mse: at c the term is (h_c + a_c - 1)^2 (b_c = 0 was counted as 0); at the argmax (if not c) 1 - 2 b.
-    const T h_c = amax == c ? T(1) : T(0);
-    mse += (h_c + a_c - 1) * (h_c + a_c - 1);
-    if (amax != c) mse += 1 - 2 * bv[amax];
-
-    for (int64_t k = 0; k < KV; k += W) {
-      const V p = load_vec(gz + k) * inv_esum, b = load_vec(bv + k);
-      store_vec(gz + k, p * ((p - b >= eps ? V{} + gk : V{}) - dot) * inv_b);
-    }
-    for (int64_t k = KV; k < K; ++k) {
-      const T p = gz[k] * inv_esum;
-      gz[k] = p * ((p - bv[k] >= eps ? gk : T(0)) - dot) * inv_b;
-    }
-    gz[c] = p_c * (g_c - dot) * inv_b;
+    const T g_c = (w_c >= eps ? kappa : T(0)) * (one / s_sum - one / q_c);
+    const T dot = gk * p_on + g_c * p_c;  // <g, p>
+    // mse: at c the term is (h_c + a_c - 1)^2 instead of b_c^2; at the argmax (if not c) 1 - 2 b is added.
+    const T h_c = amax == c ? one : T(0);
+    const T b_a = b_of(static_cast<T>(v_a_old));
+    mse += (h_c + a_c - 1) * (h_c + a_c - 1) - b_c * b_c;
+    if (amax != c) mse += 1 - 2 * b_a;
     P.sample_loss[i] = static_cast<double>(ce) + static_cast<double>(mse);
     // No update without a step (evaluation), nor from a row whose loss is not finite (an inf or NaN logit
     // would write NaN into the sample's u, v for good).
-    if (!step || !std::isfinite(P.sample_loss[i])) continue;
+    const bool update = step && std::isfinite(P.sample_loss[i]);
 
-    // v_k -= lr_v 4 v_k (b_k - h_k) [mask] / B, off-label form (h = 0), then the argmax and the label fixed.
-    const T lv = static_cast<T>(P.lr_v) * 4 * inv_b;
-    const auto v_new = [&](T v, T b, T h) {
-      if (P.paper) return std::clamp(v - lv * v * (b - h), T(-1), T(1));
-      return v * v <= T(1) ? v - lv * v * (b - h) : v;
+    // dL/dz = p (g - <g, p>) / B, and (when stepping) v_k -= lr_v 4 v_k b_k / B in place, both off-label form.
+    const T gkb = gk * inv_b, dotb = dot * inv_b;
+    const auto grad_pass = [&](auto stepping) {
+      // One vector of classes from the pre-step e = gz and v: the gradient, and the new v (when stepping).
+      struct Out {
+        V g, v;
+      };
+      const auto row = [&](int64_t k) {
+        const V p = load_vec(gz + k) * inv_esum, v = load_as<T>(vrow + k), v2 = v * v;
+        const V b = off_label_b<paper>(v2);
+        Out o{p * ((p - b >= eps ? V{} + gkb : V{}) - dotb), v};
+        if constexpr (decltype(stepping)::value) {
+          const V nv = v - lv * v * b;
+          if constexpr (paper)
+            o.v = nv > one ? V{} + one : (nv < -one ? V{} - one : nv);
+          else
+            o.v = v2 <= one ? nv : v;
+        }
+        return o;
+      };
+      const auto put = [&](int64_t k, const Out& o) {
+        store_vec(gz + k, o.g);
+        if constexpr (decltype(stepping)::value) store_as<T>(vrow + k, o.v);
+      };
+      // The overlapping tail vector reads gz and v before the main loop overwrites them, and is stored after
+      // it (its overlapped lanes hold the same values the loop wrote).
+      const Out last = overlap ? row(K - W) : Out{};
+      for (int64_t k = 0; k < KV; k += W) put(k, row(k));
+      if (overlap) put(K - W, last);
+      for (int64_t k = overlap ? K : KV; k < K; ++k) {
+        const T p = gz[k] * inv_esum, v = static_cast<T>(vrow[k]), b = b_of(v);
+        gz[k] = p * ((p - b >= eps ? gkb : T(0)) - dotb);
+        if constexpr (decltype(stepping)::value) vrow[k] = static_cast<S>(v_new(v, b, T(0)));
+      }
     };
-    if (P.paper) {
-      for (int64_t k = 0; k < KV; k += W) {
-        const V v = load_vec(vt + k), nv = v - lv * v * load_vec(bv + k);
-        store_vec(vt + k, nv > T(1) ? V{} + T(1) : (nv < T(-1) ? V{} - T(1) : nv));
-      }
-    } else {
-      for (int64_t k = 0; k < KV; k += W) {
-        const V v = load_vec(vt + k);
-        store_vec(vt + k, v * v <= T(1) ? v - lv * v * load_vec(bv + k) : v);
-      }
-    }
-    for (int64_t k = KV; k < K; ++k) vt[k] = v_new(vt[k], bv[k], T(0));
-    if (amax != c) vt[amax] = v_new(static_cast<T>(vrow[amax]), bv[amax], T(1));
-    const T v_c = static_cast<T>(vrow[c]);  // no gradient on the label's entry (only projected)
-    vt[c] = P.paper ? std::clamp(v_c, T(-1), T(1)) : v_c;
-    for (int64_t k = 0; k < K; ++k) vrow[k] = static_cast<S>(vt[k]);
+    if (update)
+      grad_pass(std::true_type{});
+    else
+      grad_pass(std::false_type{});
+    gz[c] = p_c * (g_c - dot) * inv_b;
+    if (!update) continue;
+    // v_c has no gradient (only projected); the argmax's entry has h = 1.
+    if (amax != c) vrow[amax] = static_cast<S>(v_new(static_cast<T>(v_a_old), b_a, one));
+    vrow[c] = paper ? std::clamp(v_c_old, S(-1), S(1)) : v_c_old;
 
-    if (P.paper) {
+    if (paper) {
       // Algorithm 1 projects the whole u row; only u_c has a gradient.
-      for (int64_t k = 0; k < K; ++k) urow[k] = static_cast<S>(std::clamp(static_cast<T>(urow[k]), T(-1), T(1)));
+      for (int64_t k = 0; k < K; ++k) urow[k] = std::clamp(urow[k], S(-1), S(1));
       const T du = g_c * 2 * uc * inv_b;
-      urow[c] = static_cast<S>(std::clamp(uc - static_cast<T>(P.lr_u) * du, T(-1), T(1)));
+      urow[c] = static_cast<S>(std::clamp(uc - static_cast<T>(P.lr_u) * du, -one, one));
     } else {
-      const T du = uc * uc <= T(1) ? (g_c + 2 * (h_c + a_c - 1)) * 2 * uc * inv_b : T(0);
+      const T du = uc * uc <= one ? (g_c + 2 * (h_c + a_c - 1)) * 2 * uc * inv_b : T(0);
       urow[0] = static_cast<S>(uc - static_cast<T>(P.lr_u) * du);
     }
   }
+}
+
+template <typename T, typename S>
+void sop_step_impl(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1) {
+  if (P.paper)
+    sop_rows<true>(P, i0, i1);
+  else
+    sop_rows<false>(P, i0, i1);
 }

@@ -1,5 +1,6 @@
 """Which labels are wrong: SOP's learned noise (dopfast.sop.find_label_issues) against cleanlab 2.9's
-find_label_issues with out-of-fold predicted probabilities of the same network, in the same run.
+find_label_issues with out-of-fold predicted probabilities of the same network, trained the same way
+(dopfast.sop.label_issues.TRAINING), in the same run.
 
     python experiments/sop_label_issues.py [--full] [--seeds N]
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from dopfast.sop.data import add_label_noise, load_classification, parse_noise
-from dopfast.sop.label_issues import find_label_issues
+from dopfast.sop.label_issues import TRAINING, find_label_issues
 from dopfast.sop.sklearn_mlp import TorchMLPClassifier
 
 
@@ -35,7 +36,7 @@ def scores_of(method: str, x, y, seed: int):
     from sklearn.model_selection import cross_val_predict
 
     mean, std = x.mean(0), np.where(x.std(0) > 0, x.std(0), 1.0)  # the same standardised features as SOP
-    probs = cross_val_predict(TorchMLPClassifier(seed=seed), (x - mean) / std, y, cv=5, method="predict_proba")
+    probs = cross_val_predict(TorchMLPClassifier(seed=seed, **TRAINING), (x - mean) / std, y, cv=5, method="predict_proba")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mask = cl_find(y, probs)

@@ -79,13 +79,14 @@ def run(args) -> int:
     from .train import train
 
     sop_kw = {k: v for k, v in (("lr_u", args.lr_u), ("lr_v", args.lr_v), ("variant", args.variant)) if v is not None}
+    epochs = {} if args.epochs is None else {"epochs": args.epochs}  # training: 100; label issues: 30
     if args.data is None:
         if args.label_issues or args.model != "mlp":
             raise SystemExit("error: --label-issues and --model apply to --data FILE")
-        res = train(args.dataset, args.noise, args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed,
-                    device=args.device, verbose=not args.quiet, sop_kw=sop_kw)
+        res = train(args.dataset, args.noise, args.loss, lr=args.lr, seed=args.seed, device=args.device,
+                    verbose=not args.quiet, sop_kw=sop_kw, **epochs)
         print(f"{args.dataset}, noise {args.noise}, loss {args.loss}: clean test accuracy {res.test_accuracy:.4f} "
-              f"after {args.epochs} epochs ({res.seconds:.1f} s)")
+              f"after {len(res.history)} epochs ({res.seconds:.1f} s)")
         if res.noisy is not None:
             print(f"({int(res.noisy.sum())} of {len(res.noisy)} training labels were corrupted)")
         return 0
@@ -98,18 +99,18 @@ def run(args) -> int:
 
             if args.loss != "sop":
                 raise SystemExit("error: --label-issues needs --loss sop (the scores are SOP's noise variables)")
-            issues = find_label_issues(x, y, model=args.model, epochs=args.epochs, seed=args.seed, device=args.device,
-                                       verbose=not args.quiet, lr=args.lr, sop_kw=sop_kw)
+            issues = find_label_issues(x, y, model=args.model, seed=args.seed, device=args.device,
+                                       verbose=not args.quiet, lr=args.lr, sop_kw=sop_kw, **epochs)
             _write_label_issues(args.label_issues, issues, y.astype(int).tolist())
             print(f"{len(y)} samples: estimated noise rate {issues.noise_rate:.3f}, {int(issues.mask.sum())} labels "
                   f"flagged; wrote {args.label_issues}")
             return 0
-        res = train(x, y, args.loss, epochs=args.epochs, lr=args.lr, seed=args.seed, device=args.device,
-                    verbose=not args.quiet, sop_kw=sop_kw, hidden=hidden, X_test=x_test, y_test=y_test)
+        res = train(x, y, args.loss, lr=args.lr, seed=args.seed, device=args.device, verbose=not args.quiet,
+                    sop_kw=sop_kw, hidden=hidden, X_test=x_test, y_test=y_test, **epochs)
     except (ValueError, TypeError, FloatingPointError) as exc:
         raise SystemExit(f"error: {exc}") from None
     where = "the given test set" if x_test is not None else "a held-out 30% (labels as given)"
-    print(f"{args.data}: accuracy {res.test_accuracy:.4f} on {where} after {args.epochs} epochs "
+    print(f"{args.data}: accuracy {res.test_accuracy:.4f} on {where} after {len(res.history)} epochs "
           f"({res.seconds:.1f} s)")
     return 0
 
@@ -123,7 +124,8 @@ def add_parser(sub) -> None:
     sop.add_argument("--dataset", choices=["digits", "mnist"], default="digits")
     sop.add_argument("--noise", type=_noise_spec, default="sym:0.4", help="none, sym:RATE or asym:RATE")
     sop.add_argument("--loss", choices=LOSSES, default="sop")
-    sop.add_argument("--epochs", type=_validate.arg_type(_validate.integer), default=100)
+    sop.add_argument("--epochs", type=_validate.arg_type(_validate.integer), default=None,
+                     help="training epochs (default 100; 30 with --label-issues)")
     sop.add_argument("--lr", type=positive, default=0.1, help="network learning rate")
     sop.add_argument("--lr-u", type=positive, default=None, help="SOP: learning rate of u")
     sop.add_argument("--lr-v", type=positive, default=None, help="SOP: learning rate of v")

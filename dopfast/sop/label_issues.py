@@ -85,21 +85,34 @@ def label_issues_from_sop(criterion, logits, noise_rate: float | None = None) ->
     return label_issues_from_scores(scores, logits.argmax(1).cpu().numpy(), noise_rate)
 
 
-def find_label_issues(X, y, *, noise_rate: float | None = None, model: str = "mlp", epochs: int = 100,
-                      seed: int = 0, device=None, verbose: bool = False, **train_kw) -> LabelIssues:
+# Training for finding label issues, not for test accuracy: the network must not memorise the wrong labels
+# before their v has grown, so it trains for 30 epochs with weight decay 5e-4 and v grows faster (lr_v = 300).
+# Measured (F1 of the top-k at the true number k of wrong labels, seed 0) against the training defaults
+# (100 epochs, no weight decay, lr_v = 100): MNIST (5,000 samples) 0.37 -> 0.91 at 20% symmetric noise,
+# 0.42 -> 0.65 at 40% asymmetric; digits 0.96 -> 0.96 at 20%, 0.78 -> 0.85 at 40% asymmetric, in a third of
+# the time. The cleanlab comparison (experiments/sop_label_issues.py) trains its network the same way.
+TRAINING = {"epochs": 30, "weight_decay": 5e-4}
+SOP_STEPS = {"lr_u": 1.0, "lr_v": 300.0}
+
+
+def find_label_issues(X, y, *, noise_rate: float | None = None, model: str = "mlp", seed: int = 0, device=None,
+                      verbose: bool = False, **train_kw) -> LabelIssues:
     """Train a classifier on ``(X, y)`` with SOP (features standardised; an MLP, or ``model="linear"``) and
     return its ranked label issues (see the module docstring for what the score is).
 
     ``y`` holds integer class labels (any integer values; they are mapped to 0..K−1 and back). Keyword
-    arguments go to :func:`dopfast.sop.train.train` (``epochs``, ``lr``, ``batch_size``, ``sop_kw``...).
+    arguments go to :func:`dopfast.sop.train.train` (``epochs``, ``weight_decay``, ``lr``, ``batch_size``,
+    ``sop_kw``...) and override :data:`TRAINING` and :data:`SOP_STEPS`.
     """
     from .train import prepare_arrays, train
 
     _validate.choice("find_label_issues", "model", model, ("mlp", "linear"))
     x, labels, classes, _ = prepare_arrays(X, y, "find_label_issues")
     hidden = () if model == "linear" else train_kw.pop("hidden", (256, 256))
-    res = train(x, labels, "sop", epochs=epochs, seed=seed, device=device, verbose=verbose, test_size=0.0,
-                hidden=hidden, **train_kw)
+    train_kw = TRAINING | train_kw
+    train_kw["sop_kw"] = SOP_STEPS | (train_kw.get("sop_kw") or {})
+    res = train(x, labels, "sop", seed=seed, device=device, verbose=verbose, test_size=0.0, hidden=hidden,
+                **train_kw)
     with torch.no_grad():
         res.model.eval()
         logits = res.model(torch.as_tensor(x, device=next(res.model.parameters()).device))

@@ -24,11 +24,11 @@ TORCH_LIBRARY(dopfast, m) {
   m.def("lowrank_step_uv_(Tensor(a!) u, Tensor(b!) v, Tensor r, float step) -> ()");
   // Whole DOP loops for min 1/4 ||X + g*g - h*h - y||^2, X = U U^T or U V^T; y (m, n) or a batch (B, m, n).
   m.def(
-      "rpca_dop_solve(Tensor y, Tensor u0, Tensor g0, Tensor h0, float tau, float alpha, int iters, float tol) "
-      "-> (Tensor u, Tensor g, Tensor h, Tensor losses, Tensor n_iter)");
+      "rpca_dop_solve(Tensor y, Tensor u0, Tensor g0, Tensor h0, float tau, float alpha, int iters, float tol, "
+      "Tensor? mask=None) -> (Tensor u, Tensor g, Tensor h, Tensor losses, Tensor n_iter)");
   m.def(
       "rpca_dop_solve_uv(Tensor y, Tensor u0, Tensor v0, Tensor g0, Tensor h0, float tau, float alpha, int iters, "
-      "float tol) -> (Tensor u, Tensor v, Tensor g, Tensor h, Tensor losses, Tensor n_iter)");
+      "float tol, Tensor? mask=None) -> (Tensor u, Tensor v, Tensor g, Tensor h, Tensor losses, Tensor n_iter)");
   // SOP (noisy labels): loss of the batch, d(loss)/d(logits), and u[index], v[index] -= lr * d(loss)/d(u, v).
   m.def(
       "sop_loss_step_(Tensor logits, Tensor targets, Tensor index, Tensor(a!) u, Tensor(b!) v, float lr_u, "

@@ -15,13 +15,15 @@ namespace dopfast {
 struct RpcaOutputs {
   bool sym = true;  // U U^T (v undefined) or U V^T; never inferred from v's data pointer
   at::Tensor u, v, g, h, losses, n_iter;
+  at::Tensor mask;  // input, not output: (B, m, n) contiguous bool, or undefined (every entry observed)
 };
 
 // Checks the arguments and returns working copies (contiguous, owned) that the solver updates in place.
 // Unbatched inputs are viewed as a batch of one; `batched` says which.
 inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const at::Tensor& u0,
                                 const std::optional<at::Tensor>& v0, const at::Tensor& g0, const at::Tensor& h0,
-                                double tau, double alpha, int64_t iters, double tol, bool& batched) {
+                                double tau, double alpha, int64_t iters, double tol,
+                                const std::optional<at::Tensor>& mask, bool& batched) {
   check_float_tensor(y, op, "y");
   TORCH_CHECK(y.dim() == 2 || y.dim() == 3, "dopfast.", op,
               ": y must be a matrix (m, n) or a batch of matrices (B, m, n), got shape ", y.sizes());
@@ -57,6 +59,14 @@ inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const 
               " steps (it resumes from the returned u, g, h; RobustPCA does this)");
   check_finite_scalar(tol, op, "tol");
   TORCH_CHECK(tol >= 0, "dopfast.", op, ": tol must be >= 0, got ", tol);
+  if (mask) {
+    TORCH_CHECK(mask->defined() && mask->scalar_type() == at::kBool && mask->layout() == at::kStrided, "dopfast.", op,
+                ": mask must be a dense bool tensor (true = observed), got ", mask->toString());
+    TORCH_CHECK(mask->device() == y.device(), "dopfast.", op, ": mask must be on the device of y (", y.device(),
+                "), got ", mask->device());
+    TORCH_CHECK(mask->sizes() == y.sizes(), "dopfast.", op, ": mask must have the shape of y ", y.sizes(), ", got ",
+                mask->sizes());
+  }
 
   const auto own = [&](const at::Tensor& t) {
     return (batched ? t : t.unsqueeze(0)).clone(at::MemoryFormat::Contiguous);
@@ -69,13 +79,14 @@ inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const 
   out.h = own(h0);
   out.losses = at::empty({B, iters}, y.options());
   out.n_iter = at::zeros({B}, y.options().dtype(at::kLong));
+  if (mask) out.mask = (batched ? *mask : mask->unsqueeze(0)).contiguous();
   return out;
 }
 
 // Drops the batch dimension again for unbatched calls.
 inline RpcaOutputs finish_rpca(RpcaOutputs out, bool batched) {
   if (!batched) {
-    for (at::Tensor* t : {&out.u, &out.v, &out.g, &out.h, &out.losses, &out.n_iter})
+    for (at::Tensor* t : {&out.u, &out.v, &out.g, &out.h, &out.losses, &out.n_iter, &out.mask})
       if (t->defined()) *t = t->squeeze(0);
   }
   return out;
@@ -84,21 +95,21 @@ inline RpcaOutputs finish_rpca(RpcaOutputs out, bool batched) {
 // The two registered entry points over one backend's solver `Impl` (U U^T and U V^T models).
 using RpcaImpl = RpcaOutputs (*)(std::string_view, const at::Tensor&, const at::Tensor&,
                                  const std::optional<at::Tensor>&, const at::Tensor&, const at::Tensor&, double, double,
-                                 int64_t, double);
+                                 int64_t, double, const std::optional<at::Tensor>&);
 
 template <RpcaImpl Impl>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_entry(
     const at::Tensor& y, const at::Tensor& u0, const at::Tensor& g0, const at::Tensor& h0, double tau, double alpha,
-    int64_t iters, double tol) {
-  RpcaOutputs o = Impl("rpca_dop_solve", y, u0, std::nullopt, g0, h0, tau, alpha, iters, tol);
+    int64_t iters, double tol, const std::optional<at::Tensor>& mask) {
+  RpcaOutputs o = Impl("rpca_dop_solve", y, u0, std::nullopt, g0, h0, tau, alpha, iters, tol, mask);
   return {o.u, o.g, o.h, o.losses, o.n_iter};
 }
 
 template <RpcaImpl Impl>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> rpca_dop_solve_uv_entry(
     const at::Tensor& y, const at::Tensor& u0, const at::Tensor& v0, const at::Tensor& g0, const at::Tensor& h0,
-    double tau, double alpha, int64_t iters, double tol) {
-  RpcaOutputs o = Impl("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol);
+    double tau, double alpha, int64_t iters, double tol, const std::optional<at::Tensor>& mask) {
+  RpcaOutputs o = Impl("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol, mask);
   return {o.u, o.v, o.g, o.h, o.losses, o.n_iter};
 }
 

@@ -49,16 +49,17 @@ def residual_step(op: str, x, g, h, y, step) -> None:
     finite(step, op, "step")
 
 
-def mask(op: str, x, m) -> None:
-    """The optional observation mask (csrc/residual_args.h check_residual_mask, overlap excepted)."""
+def mask(op: str, x, m, like: str = "x") -> None:
+    """The optional observation mask, shaped like the tensor named ``like`` (csrc/residual_args.h
+    check_residual_mask, overlap excepted; csrc/rpca_args.h for the solvers)."""
     if m is None:
         return
     if m.dtype != torch.bool:
         _fail(op, f"mask must be a bool tensor (true = observed), got {m.dtype}")
     if m.device != x.device:
-        _fail(op, f"mask must be on the device of x ({x.device}), got {m.device}")
+        _fail(op, f"mask must be on the device of {like} ({x.device}), got {m.device}")
     if m.shape != x.shape:
-        _fail(op, f"mask must have the shape of x {list(x.shape)}, got {list(m.shape)}")
+        _fail(op, f"mask must have the shape of {like} {list(x.shape)}, got {list(m.shape)}")
 
 
 def residual_backward(grad, g, h) -> None:
@@ -85,7 +86,7 @@ def lowrank(op: str, u, v, r, step) -> None:
     finite(step, op, "step")
 
 
-def rpca_solve(op: str, y, u0, v0, g0, h0, tau, alpha, iters, tol) -> None:
+def rpca_solve(op: str, y, u0, v0, g0, h0, tau, alpha, iters, tol, mask_=None) -> None:
     float_tensor(y, op, "y")
     if y.dim() not in (2, 3):
         _fail(op, f"y must be a matrix (m, n) or a batch of matrices (B, m, n), got shape {list(y.shape)}")
@@ -117,6 +118,7 @@ def rpca_solve(op: str, y, u0, v0, g0, h0, tau, alpha, iters, tol) -> None:
     finite(tol, op, "tol")
     if tol < 0:
         _fail(op, f"tol must be >= 0, got {tol}")
+    mask(op, y, mask_, like="y")
 
 
 def sop(logits, targets, index, u, v, lr_u, lr_v, paper) -> None:

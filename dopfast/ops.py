@@ -190,7 +190,7 @@ def _solver_scalars(op: str, tau, alpha, iters, tol):
 
 
 def rpca_dop_solve(y: Tensor, u0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float, iters: int,
-                   tol: float = 0.0) -> RpcaSolution:
+                   tol: float = 0.0, mask: Tensor | None = None) -> RpcaSolution:
     """The whole DOP gradient-descent loop for ``min ¼‖U Uᵀ + g∘g − h∘h − y‖²`` in one call.
 
     Steps ``U −= τ·½(R + Rᵀ)U``, ``g −= ατ·R∘g``, ``h += ατ·R∘h`` (``R`` the residual), for at most
@@ -198,21 +198,26 @@ def rpca_dop_solve(y: Tensor, u0: Tensor, g0: Tensor, h0: Tensor, tau: float, al
     ``≤ tol`` (``tol=0``: never). ``y`` is ``[n, n]`` (need not be symmetric) or a batch ``[B, n, n]`` of
     independent problems, solved in one call (one thread per problem on the CPU, one block on the GPU).
     The inputs are not modified.
+
+    ``mask`` (``y``'s shape; bool, or 0/1; true = observed) restricts the loss to observed entries: there
+    ``R = 0``, so ``g``, ``h`` keep their values and whatever ``y`` holds (NaN included) is never read.
     """
     tau, alpha, iters, tol = _solver_scalars("rpca_dop_solve", tau, alpha, iters, tol)
-    u, g, h, losses, n_iter = _ops.rpca_dop_solve(y, u0, g0, h0, tau, alpha, iters, tol)
+    u, g, h, losses, n_iter = _ops.rpca_dop_solve(y, u0, g0, h0, tau, alpha, iters, tol,
+                                                  _mask(mask, "rpca_dop_solve"))
     return RpcaSolution(u, None, g, h, losses, n_iter)
 
 
 def rpca_dop_solve_uv(y: Tensor, u0: Tensor, v0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float,
-                      iters: int, tol: float = 0.0) -> RpcaSolution:
+                      iters: int, tol: float = 0.0, mask: Tensor | None = None) -> RpcaSolution:
     """:func:`rpca_dop_solve` for ``X = U Vᵀ`` (any ``[m, n]`` data): ``U −= τ·R V``, ``V −= τ·Rᵀ U``.
 
     The factor steps are the gradient of ``½‖U Vᵀ − …‖²`` so that, as for ``U Uᵀ`` (where U appears
-    twice), ``λ = 1/α`` in the equivalent convex problem.
+    twice), ``λ = 1/α`` in the equivalent convex problem. ``mask`` as for :func:`rpca_dop_solve`.
     """
     tau, alpha, iters, tol = _solver_scalars("rpca_dop_solve_uv", tau, alpha, iters, tol)
-    return RpcaSolution(*_ops.rpca_dop_solve_uv(y, u0, v0, g0, h0, tau, alpha, iters, tol))
+    return RpcaSolution(*_ops.rpca_dop_solve_uv(y, u0, v0, g0, h0, tau, alpha, iters, tol,
+                                                _mask(mask, "rpca_dop_solve_uv")))
 
 
 def sop_loss_step_(logits: Tensor, targets: Tensor, index: Tensor, u: Tensor, v: Tensor, lr_u: float, lr_v: float,
@@ -269,8 +274,8 @@ def _(u, v, r, step):
     _checks.lowrank("lowrank_step_uv_", u, v, r, step)
 
 
-def _fake_solve(op, y, u0, v0, g0, h0, tau, alpha, iters, tol):
-    _checks.rpca_solve(op, y, u0, v0, g0, h0, tau, alpha, iters, tol)
+def _fake_solve(op, y, u0, v0, g0, h0, tau, alpha, iters, tol, mask):
+    _checks.rpca_solve(op, y, u0, v0, g0, h0, tau, alpha, iters, tol, mask)
     batch = tuple(y.shape[:-2])
     new = lambda t: torch.empty_like(t, memory_format=torch.contiguous_format)  # noqa: E731
     out = [new(u0)] + ([] if v0 is None else [new(v0)]) + [new(g0), new(h0)]
@@ -279,13 +284,13 @@ def _fake_solve(op, y, u0, v0, g0, h0, tau, alpha, iters, tol):
 
 
 @torch.library.register_fake("dopfast::rpca_dop_solve")
-def _(y, u0, g0, h0, tau, alpha, iters, tol):
-    return _fake_solve("rpca_dop_solve", y, u0, None, g0, h0, tau, alpha, iters, tol)
+def _(y, u0, g0, h0, tau, alpha, iters, tol, mask=None):
+    return _fake_solve("rpca_dop_solve", y, u0, None, g0, h0, tau, alpha, iters, tol, mask)
 
 
 @torch.library.register_fake("dopfast::rpca_dop_solve_uv")
-def _(y, u0, v0, g0, h0, tau, alpha, iters, tol):
-    return _fake_solve("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol)
+def _(y, u0, v0, g0, h0, tau, alpha, iters, tol, mask=None):
+    return _fake_solve("rpca_dop_solve_uv", y, u0, v0, g0, h0, tau, alpha, iters, tol, mask)
 
 
 @torch.library.register_fake("dopfast::sop_loss_step_")

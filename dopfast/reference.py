@@ -72,12 +72,15 @@ def _converged(prev_loss: float, loss: float, step_sq: float, theta_sq: float, t
 
 
 def _solve_one(y: Tensor, u: Tensor, v: Tensor | None, g: Tensor, h: Tensor, tau: float, alpha: float,
-               iters: int, tol: float, losses: Tensor) -> int:
-    """The DOP loop on one problem, updating u, v, g, h in place; returns the number of steps taken."""
+               iters: int, tol: float, losses: Tensor, mask: Tensor | None = None) -> int:
+    """The DOP loop on one problem, updating u, v, g, h in place; returns the number of steps taken.
+    With a mask, the residual is 0 at unobserved entries."""
     prev = 0.0
     for it in range(iters):
         x = u @ u.mT if v is None else u @ v.mT
         r = x + g * g - h * h - y
+        if mask is not None:
+            r = torch.where(mask, r, 0)
         loss = 0.25 * float((r * r).sum())
         losses[it] = loss
         dg, dh = alpha * tau * r * g, alpha * tau * r * h
@@ -102,9 +105,10 @@ def _solve_one(y: Tensor, u: Tensor, v: Tensor | None, g: Tensor, h: Tensor, tau
     return iters
 
 
-def _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol):
+def _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol, mask=None):
     batched = y.dim() == 3
     ys = y if batched else y.unsqueeze(0)
+    ms = None if mask is None else (mask if batched else mask.unsqueeze(0))
     u = (u0 if batched else u0.unsqueeze(0)).clone()
     v = None if v0 is None else (v0 if batched else v0.unsqueeze(0)).clone()
     g = (g0 if batched else g0.unsqueeze(0)).clone()
@@ -113,27 +117,28 @@ def _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol):
     n_iter = torch.zeros(ys.shape[0], dtype=torch.int64, device=y.device)
     for b in range(ys.shape[0]):
         n_iter[b] = _solve_one(ys[b], u[b], None if v is None else v[b], g[b], h[b], tau, alpha, iters, tol,
-                               losses[b])
+                               losses[b], None if ms is None else ms[b])
     out = [u] + ([] if v is None else [v]) + [g, h, losses, n_iter]
     return tuple(out if batched else [t.squeeze(0) for t in out])
 
 
 def rpca_dop_solve(y: Tensor, u0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float, iters: int,
-                   tol: float = 0.0):
+                   tol: float = 0.0, mask: Tensor | None = None):
     """DOP gradient descent on ``¼‖U Uᵀ + g∘g − h∘h − y‖²``; returns ``(u, g, h, losses, n_iter)``.
 
     Steps: ``U −= τ·½(R + Rᵀ)U``, ``g −= ατ·R∘g``, ``h += ατ·R∘h``. Stops after a step whose relative loss
     change and relative step length ``‖Δθ‖/‖θ‖`` (θ = U, g, h) are both ≤ ``tol``; unused ``losses`` are NaN.
+    ``mask`` (bool, y's shape): only observed entries enter the residual.
     """
-    return _solve(y, u0, None, g0, h0, tau, alpha, iters, tol)
+    return _solve(y, u0, None, g0, h0, tau, alpha, iters, tol, mask)
 
 
 def rpca_dop_solve_uv(y: Tensor, u0: Tensor, v0: Tensor, g0: Tensor, h0: Tensor, tau: float, alpha: float,
-                      iters: int, tol: float = 0.0):
+                      iters: int, tol: float = 0.0, mask: Tensor | None = None):
     """As ``rpca_dop_solve`` with ``X = U Vᵀ``: ``U −= τ·R V``, ``V −= τ·Rᵀ U``.
 
     Returns ``(u, v, g, h, losses, n_iter)``."""
-    return _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol)
+    return _solve(y, u0, v0, g0, h0, tau, alpha, iters, tol, mask)
 
 
 def sop_loss_terms(logits: Tensor, targets: Tensor, u_rows: Tensor, v_rows: Tensor, paper: bool = False,

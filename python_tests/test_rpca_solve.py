@@ -157,3 +157,81 @@ def test_opcheck(device):
     yb = torch.stack([args[0]] * 2)
     batch = [torch.stack([a] * 2) for a in args[1:]]
     opcheck(torch.ops.dopfast.rpca_dop_solve.default, (yb, *batch, 1e-3, 2.0, 5, 1e-9))
+
+
+def _masked_problem(m, n, k, dtype, device, sym, seed=0, observed=0.85):
+    gen = torch.Generator().manual_seed(seed)
+    y = torch.randn(m, n, generator=gen, dtype=dtype)
+    mask = torch.rand(m, n, generator=gen) < observed
+    y = y.masked_fill(~mask, math.nan)  # a missing entry holds anything, NaN included: it must never be read
+    u0, g0, h0 = _init((m, k), (m, n), dtype, seed=seed)
+    v0 = None if sym else 1e-2 * torch.randn(n, k, generator=gen, dtype=dtype)
+    to = lambda t: None if t is None else t.to(device)  # noqa: E731
+    return to(y), to(mask), to(u0), to(v0), to(g0), to(h0)
+
+
+@pytest.mark.parametrize("m,n,k,sym", [(13, 13, 13, True), (40, 23, 7, False), (170, 170, 8, True),
+                                       (150, 130, 6, False)], ids=["sym-small", "uv-small", "sym-large", "uv-large"])
+def test_masked_matches_reference_loop(m, n, k, sym, dtype, device):
+    # The in-cache kernel (small) and the BLAS / ATen loop (large), with about 15% of the entries missing.
+    y, mask, u0, v0, g0, h0 = _masked_problem(m, n, k, dtype, device, sym, seed=m + n)
+    tau, alpha = (1e-3, math.sqrt(n)) if m < 100 else (1e-4, math.sqrt(n))
+    if sym:
+        ours = ops.rpca_dop_solve(y, u0, g0, h0, tau, alpha, 30, tol=1e-12, mask=mask)
+        ref = reference.rpca_dop_solve(y.cpu(), u0.cpu(), g0.cpu(), h0.cpu(), tau, alpha, 30, tol=1e-12,
+                                       mask=mask.cpu())
+        got = (ours.u, ours.g, ours.h, ours.losses, ours.n_iter)
+    else:
+        ours = ops.rpca_dop_solve_uv(y, u0, v0, g0, h0, tau, alpha, 30, tol=1e-12, mask=mask)
+        ref = reference.rpca_dop_solve_uv(y.cpu(), u0.cpu(), v0.cpu(), g0.cpu(), h0.cpu(), tau, alpha, 30,
+                                          tol=1e-12, mask=mask.cpu())
+        got = tuple(ours)
+    for a, b in zip(got, ref):
+        assert_close(a.cpu(), b, equal_nan=True, **_tol(dtype))
+    assert torch.isfinite(ours.losses[: int(ours.n_iter)]).all()
+    missing = ~mask
+    assert torch.equal(ours.g[missing], g0[missing]) and torch.equal(ours.h[missing], h0[missing])
+
+
+def test_masked_batch_matches_single_problems(device):
+    problems = [_masked_problem(12, 12, 4, torch.float64, device, True, seed=s, observed=0.5 + 0.2 * s)
+                for s in range(3)]
+    y, mask, u0, _, g0, h0 = (torch.stack([p[j] for p in problems]) if j != 3 else None for j in range(6))
+    batch = ops.rpca_dop_solve(y, u0, g0, h0, 1e-3, 3.0, 40, mask=mask)
+    for b, (yb, mb, ub, _, gb, hb) in enumerate(problems):
+        one = ops.rpca_dop_solve(yb, ub, gb, hb, 1e-3, 3.0, 40, mask=mb)
+        assert_close(batch.u[b], one.u)
+        assert_close(batch.g[b], one.g)
+        assert_close(batch.losses[b], one.losses)
+
+
+def test_all_observed_mask_equals_no_mask_and_01_masks_are_accepted():
+    y, _, u0, _, g0, h0 = _masked_problem(10, 10, 3, torch.float64, "cpu", True, observed=1.0)
+    plain = ops.rpca_dop_solve(y, u0, g0, h0, 1e-3, 3.0, 25)
+    ones = ops.rpca_dop_solve(y, u0, g0, h0, 1e-3, 3.0, 25, mask=torch.ones(10, 10))
+    for a, b in zip((plain.u, plain.g, plain.losses), (ones.u, ones.g, ones.losses)):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("bad,exc,match", [
+    (lambda y: torch.ones(3, 3, dtype=torch.bool), RuntimeError, r"mask must have the shape of y"),
+    (lambda y: torch.full(y.shape, 2.0), ValueError, r"mask must be bool or hold only 0 and 1"),
+    (lambda y: torch.ones(y.shape, dtype=torch.complex64), TypeError, r"mask must be bool or 0/1"),
+])
+def test_mask_errors(bad, exc, match):
+    y, _, u0, v0, g0, h0 = _masked_problem(6, 5, 2, torch.float64, "cpu", False)
+    with pytest.raises(exc, match=match):
+        ops.rpca_dop_solve_uv(y, u0, v0, g0, h0, 1e-3, 2.0, 5, mask=bad(y))
+    if exc is RuntimeError:  # the fake kernel (torch.compile, meta tensors) says the same
+        with pytest.raises(RuntimeError, match=match):
+            torch.ops.dopfast.rpca_dop_solve_uv(*(t.to("meta") for t in (y, u0, v0, g0, h0)), 1e-3, 2.0, 5, 0.0,
+                                                bad(y).to("meta"))
+
+
+def test_opcheck_masked(device):
+    y, mask, u0, v0, g0, h0 = _masked_problem(6, 6, 3, torch.float64, device, False)
+    opcheck(torch.ops.dopfast.rpca_dop_solve.default, (y, u0, g0, h0, 1e-3, 2.0, 5, 0.0, mask))
+    opcheck(torch.ops.dopfast.rpca_dop_solve_uv.default, (y, u0, v0, g0, h0, 1e-3, 2.0, 5, 1e-9, mask))
+    yb, mb = torch.stack([y.nan_to_num()] * 2), torch.stack([mask, ~mask])  # NaN only where unobserved
+    batch = [torch.stack([t] * 2) for t in (u0, g0, h0)]
+    opcheck(torch.ops.dopfast.rpca_dop_solve.default, (yb, *batch, 1e-3, 2.0, 5, 1e-9, mb))

@@ -14,6 +14,7 @@ struct RpcaProblem {
   bool sym = true;
   int64_t m = 0, n = 0, k = 0;
   const T* y = nullptr;
+  const bool* mask = nullptr;  // m x n, or null: every entry observed (where false, R = 0 and g, h stay)
   T* u = nullptr;
   T* v = nullptr;
   T* g = nullptr;
@@ -51,10 +52,11 @@ struct KernelTable {
   // Runs the whole gradient-descent loop of one problem in place; returns the number of steps taken.
   int64_t (*rpca_solve)(const RpcaProblem<T>& p);
   // Pieces of one step for problems whose products go to the BLAS (see cpu/rpca_solve.cpp):
-  // x (m x n, contiguous) := R = x + g*g - h*h - y, updating g, h; symmetrised when `symmetrise`.
+  // x (m x n, contiguous) := R = x + g*g - h*h - y, updating g, h; symmetrised when `symmetrise`. mask as in
+  // RpcaProblem.
   // Returns sum R^2 (pre-symmetrisation); adds sum(dg^2 + dh^2) to step_sq and sum(g^2 + h^2) to theta_sq.
-  double (*rpca_residual)(T* x, const T* y, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise, double& step_sq,
-                          double& theta_sq);
+  double (*rpca_residual)(T* x, const T* y, const bool* mask, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise,
+                          double& step_sq, double& theta_sq);
   // f -= tau * grad over count entries; adds tau^2 grad^2 to step_sq and f^2 (old) to theta_sq.
   void (*factor_update)(T* f, const T* grad, int64_t count, T tau, double& step_sq, double& theta_sq);
   // SOP loss step over samples [i0, i1) of the batch, u/v in float32 or float64.

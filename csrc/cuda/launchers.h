@@ -26,11 +26,12 @@ void launch_dop_residual_backward(const T* grad, const T* g, const T* h, T* grad
                                   cudaStream_t stream);
 
 // Whole-loop DOP solver, one thread block per problem of the batch (see rpca_solve_kernels.cu); sym selects
-// U U^T (v unused) or U V^T. Returns false (and launches nothing) when a problem does not fit in shared memory.
+// U U^T (v unused) or U V^T. mask (batch x m x n, or null): where false, R = 0 and g, h stay. Returns false (and
+// launches nothing) when a problem does not fit in shared memory.
 template <typename T>
-bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h,
-                       double tau, double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter,
-                       cudaStream_t stream);
+bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, const bool* mask, T* u,
+                       T* v, T* g, T* h, double tau, double alpha, int64_t iters, double tol, T* losses,
+                       int64_t* n_iter, cudaStream_t stream);
 
 enum class SopDtype { f32, f64, f16, bf16 };
 

@@ -60,7 +60,8 @@ void rpca_aten_loop(const at::Tensor& y, RpcaOutputs& out, double tau, double al
   out.losses.fill_(std::numeric_limits<double>::quiet_NaN());
   for (int64_t it = 0; it < iters; ++it) {
     const at::Tensor x = sym ? at::matmul(u, u.mT()) : at::matmul(u, out.v.mT());
-    const at::Tensor r = x + g * g - h * h - y3;
+    const at::Tensor full = x + g * g - h * h - y3;
+    const at::Tensor r = out.mask.defined() ? at::where(out.mask, full, 0) : full;  // missing entries: r = 0
     const at::Tensor sum_sq = sq_norm(r);
     // The loss as the problem's precision sees it (a float32 sum beyond FLT_MAX is inf, NaN stays NaN), exactly
     // as rpca_loss<T> / rpca_loss_finite<T> in the kernels.

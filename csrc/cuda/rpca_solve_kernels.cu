@@ -23,6 +23,7 @@ struct SolverArgs {
   bool sym;  // U U^T (m == n) or U V^T: explicit, never read from v's pointer (an empty v has none)
   int m, n, k;
   const T* y;
+  const bool* mask;  // null: every entry observed
   T *u, *v, *g, *h;
   T tau, ga;
   double tol;
@@ -80,6 +81,7 @@ struct StepSums {
 template <typename T>
 struct ResidualEpilogue {
   const T* y;
+  const bool* mask;   // where false, r = 0 (g, h keep their values; y is not read)
   T *g, *h, *R, *RT;  // RT (n x m) only for U V^T
   int m, n;
   T ga;
@@ -87,7 +89,7 @@ struct ResidualEpilogue {
   __device__ __forceinline__ void operator()(int i, int j, T x) {
     const int e = i * n + j;
     const T gi = g[e], hi = h[e];
-    const T r = x + gi * gi - hi * hi - y[e];
+    const T r = (!mask || mask[e]) ? x + gi * gi - hi * hi - y[e] : T(0);
     const T dg = ga * r * gi, dh = ga * r * hi;
     g[e] = gi - dg;
     h[e] = hi + dh;
@@ -149,6 +151,7 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
   const bool sym = a.sym;
   const int64_t b = blockIdx.x;
   const T* y = a.y + b * m * n;
+  const bool* mask = a.mask ? a.mask + b * m * n : nullptr;
   T* g = a.g + b * m * n;
   T* h = a.h + b * m * n;
   T* u = a.u + b * m * k;
@@ -177,7 +180,7 @@ __global__ void __launch_bounds__(kSolverThreads) rpca_solve_kernel(SolverArgs<T
   int64_t it = 0;
   while (it < a.iters) {
     StepSums sums;
-    ResidualEpilogue<T> res{y, g, h, R, RT, m, n, a.ga, sums};
+    ResidualEpilogue<T> res{y, mask, g, h, R, RT, m, n, a.ga, sums};
     if (sym)
       block_gemm(m, n, k, ut, 1, m, ut, m, res);
     else
@@ -262,9 +265,9 @@ int64_t solver_dynamic_smem_limit() {
 }  // namespace
 
 template <typename T>
-bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, T* u, T* v, T* g, T* h,
-                       double tau, double alpha, int64_t iters, double tol, T* losses, int64_t* n_iter,
-                       cudaStream_t stream) {
+bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k, const T* y, const bool* mask, T* u,
+                       T* v, T* g, T* h, double tau, double alpha, int64_t iters, double tol, T* losses,
+                       int64_t* n_iter, cudaStream_t stream) {
   if (sym && m != n) return false;
   const int64_t words = sym ? 2 * k * m + m * n : 2 * k * m + 2 * k * n + 2 * m * n;
   const int64_t bytes = words * static_cast<int64_t>(sizeof(T));
@@ -275,6 +278,7 @@ bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k,
                   static_cast<int>(n),
                   static_cast<int>(k),
                   y,
+                  mask,
                   u,
                   v,
                   g,
@@ -290,10 +294,11 @@ bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k,
   return true;
 }
 
-template bool launch_rpca_solve<float>(bool, int64_t, int64_t, int64_t, int64_t, const float*, float*, float*, float*,
-                                       float*, double, double, int64_t, double, float*, int64_t*, cudaStream_t);
-template bool launch_rpca_solve<double>(bool, int64_t, int64_t, int64_t, int64_t, const double*, double*, double*,
-                                        double*, double*, double, double, int64_t, double, double*, int64_t*,
+template bool launch_rpca_solve<float>(bool, int64_t, int64_t, int64_t, int64_t, const float*, const bool*, float*,
+                                       float*, float*, float*, double, double, int64_t, double, float*, int64_t*,
+                                       cudaStream_t);
+template bool launch_rpca_solve<double>(bool, int64_t, int64_t, int64_t, int64_t, const double*, const bool*, double*,
+                                        double*, double*, double*, double, double, int64_t, double, double*, int64_t*,
                                         cudaStream_t);
 
 }  // namespace dopfast::cuda

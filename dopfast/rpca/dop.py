@@ -197,12 +197,12 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             steps = min(CHUNK, max_iter - done)
             if refine:  # end the chunk where a refinement is due
                 steps = max(1, min(steps, int(next_try[active.numpy()].min()) - done))
-            if rows.distributed or mask is not None:
+            if rows.distributed:
                 chunk_losses = torch.stack([row_steps(yn[i], u[i], None if psd else v[i], g[i], h[i], tau, alpha,
                                                       steps, rows, _part(mask, i))
                                             for i in active.tolist()])
             else:
-                chunk_losses = _fused_steps(yn, u, v, g, h, active, tau, alpha, steps)
+                chunk_losses = _fused_steps(yn, u, v, g, h, active, tau, alpha, steps, mask)
             block = torch.full((b, steps), math.nan, dtype=torch.float64)
             block[active] = chunk_losses
             chunks.append(block)
@@ -268,13 +268,13 @@ def _part(mask: Tensor | None, i: int) -> Tensor | None:
     return None if mask is None else mask[i]
 
 
-def _fused_steps(yn, u, v, g, h, active, tau, alpha, steps) -> Tensor:
+def _fused_steps(yn, u, v, g, h, active, tau, alpha, steps, mask=None) -> Tensor:
     """``steps`` DOP steps of the active problems in one call of the whole-loop solver; their losses."""
-    ya = yn[active]
+    ya, ma = yn[active], None if mask is None else mask[active]
     if v is None:
-        sol = ops.rpca_dop_solve(ya, u[active], g[active], h[active], tau, alpha, steps)
+        sol = ops.rpca_dop_solve(ya, u[active], g[active], h[active], tau, alpha, steps, mask=ma)
     else:
-        sol = ops.rpca_dop_solve_uv(ya, u[active], v[active], g[active], h[active], tau, alpha, steps)
+        sol = ops.rpca_dop_solve_uv(ya, u[active], v[active], g[active], h[active], tau, alpha, steps, mask=ma)
         v[active] = sol.v
     u[active], g[active], h[active] = sol.u, sol.g, sol.h
     return sol.losses.to(device="cpu", dtype=torch.float64)

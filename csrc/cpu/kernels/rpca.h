@@ -41,16 +41,18 @@ struct TransposedFactor {
 };
 
 // Residual pass over X (stored with row stride ldx, overwritten by R); returns sum R^2 and sum (dg^2 + dh^2)
-// and adds sum (g^2 + h^2) (pre-update) to theta_sq.
-template <typename T>
-inline double rpca_residual_rows(T* X, int64_t ldx, const T* __restrict y, T* __restrict g, T* __restrict h, int64_t m,
-                                 int64_t n, T ga, double& dgh_sq, double& theta_sq) {
+// and adds sum (g^2 + h^2) (pre-update) to theta_sq. With a mask (Masked), R = 0 where it is false, so g and h
+// keep their values there (whatever y holds: a NaN at a missing entry is never read into R).
+template <typename T, bool Masked>
+inline double rpca_residual_rows(T* X, int64_t ldx, const T* __restrict y, const bool* __restrict mask, T* __restrict g,
+                                 T* __restrict h, int64_t m, int64_t n, T ga, double& dgh_sq, double& theta_sq) {
   // kLanes independent partial sums per quantity, so the loop vectorises without reassociation.
   T l[kLanes] = {}, d[kLanes] = {}, t[kLanes] = {};
-  const auto body = [&](T* __restrict xr, const T* __restrict yr, T* __restrict gr, T* __restrict hr, int64_t j,
-                        int lane) {
+  const auto body = [&](T* __restrict xr, const T* __restrict yr, const bool* __restrict mr, T* __restrict gr,
+                        T* __restrict hr, int64_t j, int lane) {
     const T gi = gr[j], hi = hr[j];
-    const T ri = xr[j] + gi * gi - hi * hi - yr[j];
+    const T full = xr[j] + gi * gi - hi * hi - yr[j];
+    const T ri = Masked ? (mr[j] ? full : T(0)) : full;
     const T dg = ga * ri * gi, dh = ga * ri * hi;
     xr[j] = ri;
     gr[j] = gi - dg;
@@ -65,10 +67,11 @@ inline double rpca_residual_rows(T* X, int64_t ldx, const T* __restrict y, T* __
     const T* yr = y + i * n;
     T* gr = g + i * n;
     T* hr = h + i * n;
+    const bool* mr = Masked ? mask + i * n : nullptr;
     int64_t j = 0;
     for (; j + kLanes <= n; j += kLanes)
-      for (int lane = 0; lane < kLanes; ++lane) body(xr, yr, gr, hr, j + lane, lane);
-    for (int lane = 0; j + lane < n; ++lane) body(xr, yr, gr, hr, j + lane, lane);
+      for (int lane = 0; lane < kLanes; ++lane) body(xr, yr, mr, gr, hr, j + lane, lane);
+    for (int lane = 0; j + lane < n; ++lane) body(xr, yr, mr, gr, hr, j + lane, lane);
     // Flush per row in double, so float32 sums stay accurate for any n.
     for (int lane = 0; lane < kLanes; ++lane) {
       loss += l[lane];
@@ -102,10 +105,11 @@ inline void symmetrise_in_place(T* R, int64_t n, int64_t ld) {
 }
 
 template <typename T>
-double rpca_residual_impl(T* x, const T* y, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise, double& step_sq,
-                          double& theta_sq) {
+double rpca_residual_impl(T* x, const T* y, const bool* mask, T* g, T* h, int64_t m, int64_t n, T ga, bool symmetrise,
+                          double& step_sq, double& theta_sq) {
   double dgh_sq = 0;
-  const double loss = rpca_residual_rows<T>(x, n, y, g, h, m, n, ga, dgh_sq, theta_sq);
+  const double loss = mask ? rpca_residual_rows<T, true>(x, n, y, mask, g, h, m, n, ga, dgh_sq, theta_sq)
+                           : rpca_residual_rows<T, false>(x, n, y, nullptr, g, h, m, n, ga, dgh_sq, theta_sq);
   step_sq += dgh_sq;
   if (symmetrise) symmetrise_in_place(x, n, n);
   return loss;
@@ -208,7 +212,9 @@ int64_t rpca_solve_impl(const dopfast::cpu::RpcaProblem<T>& P) {
     }
 
     double dgh_sq = 0, theta_sq = 0;
-    const double sum_sq = rpca_residual_rows<T>(xr.data, np, P.y, P.g, P.h, m, n, ga, dgh_sq, theta_sq);
+    const double sum_sq =
+        P.mask ? rpca_residual_rows<T, true>(xr.data, np, P.y, P.mask, P.g, P.h, m, n, ga, dgh_sq, theta_sq)
+               : rpca_residual_rows<T, false>(xr.data, np, P.y, nullptr, P.g, P.h, m, n, ga, dgh_sq, theta_sq);
     const double loss = dopfast::rpca_loss<T>(sum_sq);
     if (P.losses) P.losses[it] = static_cast<T>(loss);
     if (!dopfast::rpca_loss_finite<T>(sum_sq)) {  // g, h took this step; U, V do not

@@ -36,7 +36,8 @@ def scores_of(method: str, x, y, seed: int):
     from sklearn.model_selection import cross_val_predict
 
     mean, std = x.mean(0), np.where(x.std(0) > 0, x.std(0), 1.0)  # the same standardised features as SOP
-    probs = cross_val_predict(TorchMLPClassifier(seed=seed, **TRAINING), (x - mean) / std, y, cv=5, method="predict_proba")
+    probs = cross_val_predict(TorchMLPClassifier(seed=seed, **TRAINING), (x - mean) / std, y, cv=5,
+                              method="predict_proba")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         mask = cl_find(y, probs)

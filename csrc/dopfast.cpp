@@ -3,7 +3,6 @@
 #include "cpu/kernel_table.h"
 
 #include <pybind11/pybind11.h>
-#include <torch/csrc/autograd/graph_task.h>
 #include <torch/library.h>
 
 TORCH_LIBRARY(dopfast, m) {
@@ -45,7 +44,4 @@ PYBIND11_MODULE(_C, module) {
 #endif
   });
   module.def("cpu_isa", [] { return std::string(dopfast::cpu::simd_isa()); });
-  // Whether the backward pass running on this thread keeps its graph (retain_graph; true outside a backward):
-  // SOPLoss hands its stored logits gradient over without a copy only when the graph is freed afterwards.
-  module.def("keep_graph", [] { return torch::autograd::get_current_graph_task_keep_graph(); });
 }

@@ -85,6 +85,47 @@ def test_retain_graph_and_repeated_backward():
         loss.backward()
 
 
+def test_torch_func_grad_and_fake_tensors():
+    # torch.func transforms take the setup_context form of the step; fake tensors (memory estimators) never
+    # have their grad_out read.
+    model, x, y, crit, idx = _setup()
+    logits = model(x[idx]).detach()
+    state = {k: t.clone() for k, t in crit.state_dict().items()}
+    g_func = torch.func.grad(lambda z: crit(z, y[idx], idx))(logits)
+    crit.load_state_dict(state)
+    z = logits.clone().requires_grad_()
+    crit(z, y[idx], idx).backward()
+    assert_close(g_func, z.grad)
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    yb = y[idx]
+    with FakeTensorMode() as mode:
+        fake = SOPLoss(30, 5, seed=0).double()
+        zf = mode.from_tensor(logits).requires_grad_()
+        fake(zf, mode.from_tensor(yb), mode.from_tensor(idx)).backward()
+        assert zf.grad.shape == logits.shape
+
+
+def test_compiled_forward_with_compiled_autograd():
+    torch._dynamo.reset()
+    results = []
+    for compiled in (False, True):
+        model, x, y, crit, idx = _setup(seed=2)
+        fn = torch.compile(lambda xb, yb, ib: crit(model(xb), yb, ib)) if compiled else (
+            lambda xb, yb, ib: crit(model(xb), yb, ib))
+        for _ in range(2):
+            model.zero_grad()
+            loss = fn(x[idx], y[idx], idx)
+            if compiled:
+                with torch._dynamo.compiled_autograd._enable(torch.compile(backend="eager")):
+                    loss.backward()
+            else:
+                loss.backward()
+        results.append((loss.detach(), model.weight.grad.clone(), crit.v.clone()))
+    for a, b in zip(*results):
+        assert_close(a, b)
+
+
 def test_state_dict_roundtrip(tmp_path):
     _, _, _, crit, _ = _setup()
     path = tmp_path / "sop.pt"

@@ -51,6 +51,7 @@ class Refinement:
     accepted: bool
     reason: str
     sweeps: int
+    factors: tuple[Tensor, Tensor] | None = None  # (rows of U, V whole) with low_rank = U Vᵀ, when accepted
 
 
 def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
@@ -88,12 +89,19 @@ def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
     return f.masked_fill(empty[:, None], 0)
 
 
-def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float):
+def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float,
+         stall_above: float | None = None):
     """Alternating least squares on the clean entries: U by its (local) rows, V from normal equations summed
-    over every rank's rows."""
+    over every rank's rows.
+
+    With ``stall_above``, the sweeps also end once the clean entries' relative residual, still above that
+    level, has fallen by less than half over the last three sweeps: a rank below the truth settles at the
+    size of the components it lacks, while an exact fit keeps falling geometrically."""
     w = clean.to(y.dtype)
     x = u @ v.mT
-    sweeps = 0
+    y_clean = max(rows.norm(y * w), 1e-300) if stall_above is not None else 1.0
+    history = []
+    sweeps, stalled = 0, False
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is returned
         try:
             u, ok = _solve(*_normal(y, w, v)), True
@@ -108,7 +116,12 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
         x = x_new
         if change < tol:
             break
-    return u, v, sweeps
+        if stall_above is not None:
+            history.append(rows.norm((y - x) * w) / y_clean)
+            if len(history) > 3 and history[-1] > stall_above and history[-1] > 0.5 * history[-4]:
+                stalled = True
+                break
+    return u, v, sweeps, stalled
 
 
 def factored_svd(u: Tensor, v: Tensor, rows: Rows) -> tuple[Tensor, Tensor, Tensor]:
@@ -168,8 +181,11 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
     if not best.accepted:
         return Refinement(x_dop, top, False, best.reason, sweeps)
     for r in range(top - 1, 0, -1):  # downwards: a rank that cannot fit the clean entries ends the search
-        probe = _refit(y, x_dop, left, s, zh, r, psd, rows, min(max_outer, 3), min(max_sweeps, 30), fit_tol, gap,
-                       observed)
+        # Each probe starts from the last certified refit (its clean set and its factors, truncated), and gives
+        # up as soon as its fit stalls: a rank below the truth stalls at once, at the size of what it lacks.
+        left, s, zh = factored_svd(*best.factors, rows)
+        probe = _refit(y, best.low_rank, left, s, zh, r, psd, rows, min(max_outer, 3), min(max_sweeps, 30),
+                       fit_tol, gap, observed, stall_above=math.sqrt(fit_tol))
         sweeps += probe.sweeps
         if not probe.accepted:
             break
@@ -184,8 +200,10 @@ def _residual(y: Tensor, x: Tensor, observed: Tensor | None) -> Tensor:
 
 
 def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool, rows: Rows,
-           max_outer: int, max_sweeps: int, fit_tol: float, gap: float, observed: Tensor | None) -> Refinement:
-    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``left, s, zh``)."""
+           max_outer: int, max_sweeps: int, fit_tol: float, gap: float, observed: Tensor | None,
+           stall_above: float | None = None) -> Refinement:
+    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``left, s, zh``);
+    ``stall_above`` as in :func:`_fit`."""
     m, n = rows.total, y.shape[1]
     root = s[:r].sqrt()
     u, v = left[:, :r] * root, zh[:r].mT * root
@@ -202,8 +220,10 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
         # row is undetermined. The certificate below still demands an over-determined clean set.
         clean = clean | (res <= res.kthvalue(need, dim=1, keepdim=True).values)
         clean = (clean | (res <= rows.column_kth(res, need))) & seen
-        u, v, sweeps = _fit(y, clean, u, v, rows, max_sweeps, 1e-14)
+        u, v, sweeps, stalled = _fit(y, clean, u, v, rows, max_sweeps, 1e-14, stall_above)
         total_sweeps += sweeps
+        if stalled:
+            break  # this rank cannot fit the clean entries: no certificate
         res = _residual(y, u @ v.mT, observed)
         if rows.count(clean) == 0:
             break  # nothing left to fit (e.g. every entry missing): no certificate
@@ -229,7 +249,8 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
     smallest_flagged = float(rows.min(-_local_max(-res[~clean], -math.inf)))
     consistent = stable and smallest_flagged >= gap * max(largest_clean, 1e-300)
     if fit <= fit_tol and determined and consistent:
-        return Refinement(x, r, True, "exact fit on an over-determined, stable and separated clean set", total_sweeps)
+        return Refinement(x, r, True, "exact fit on an over-determined, stable and separated clean set", total_sweeps,
+                          (u, v))
     why = (f"clean-entry residual {fit:.1e}" if fit > fit_tol else "clean set not over-determined" if not determined
            else "support not stable" if not stable else
            f"support not separated (flagged residual {smallest_flagged:.1e} vs clean {largest_clean:.1e})")

@@ -142,3 +142,48 @@ def test_index_contract_errors(device):
         ops.sop_loss_step_(z, t, idx, u, v, 1.0, float("nan"))
     with pytest.raises(RuntimeError, match="logits must have shape"):
         ops.sop_loss_step_(z[:, :1], t, idx, u, v, 1.0, 1.0)
+
+
+def _one(z, u, v, target, dtype=torch.float32, state=torch.float32, device="cpu"):
+    as_t = lambda a, dt: torch.tensor(a, dtype=dt, device=device)  # noqa: E731
+    return (as_t(z, dtype), torch.tensor(target, device=device), torch.tensor([0], device=device), as_t(u, state),
+            as_t(v, state))
+
+
+def test_clamp_bounds_pass_no_gradient(device):
+    # Official variant: u² = 1 and v² = 1 sit on a clamp's bound, where torch.clamp passes no gradient.
+    cases = [([[2.0, 0.0, 0.0]], [[0.0]], [[0.0, 1.0, 0.0]], [0]),  # v² = 1 off the label and the argmax
+             ([[0.0, 2.0]], [[1.0]], [[0.0, 0.0]], [0])]  # u² = 1
+    for z, u, v, target in cases:
+        args = _one(z, u, v, target, device=device)
+        ref = [a.cpu().clone() for a in args]
+        before = [a.clone() for a in args[3:]]
+        ops.sop_loss_step_(*args, 1.0, 10.0, False)
+        reference.sop_loss_step_(*ref, 1.0, 10.0, False)
+        for ours, theirs, old in zip(args[3:], ref[3:], before):
+            assert_close(ours.cpu(), theirs)
+            assert torch.equal(ours, old)
+
+
+@pytest.mark.parametrize("paper", [False, True], ids=["official", "paper"])
+def test_state_keeps_its_precision(paper, device):
+    # float32 logits, float64 state: the steps are applied as increments in float64, so an entry without a
+    # step (here all of v, with lr_v = 0) keeps every bit.
+    z, t, idx, u, v = _one([[0.3, -0.2, 1.0]], [[0.1] * (3 if paper else 1)],
+                           [[0.123456789012345, 0.2, 0.7]], [1], state=torch.float64, device=device)
+    v0 = v.clone()
+    ops.sop_loss_step_(z, t, idx, u, v, 1.0, 0.0, paper)
+    assert torch.equal(v, v0)
+    ur, vr = u.cpu().clone(), v0.cpu().clone()
+    reference.sop_loss_step_(z.cpu(), t.cpu(), idx.cpu(), ur.fill_(0.1), vr, 1.0, 0.0, paper)
+    assert_close(u.cpu(), ur, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_paper_variant_loss_with_large_label_v(dtype, device):
+    # |v_c| > 1 (a user's own initialisation): the label's v enters nothing, and must not swamp the MSE.
+    for v_c in (300.0, 1e5, 1e10):
+        args = _one([[0.0] * 4], [[0.0] * 4], [[v_c, 0.5, 0.5, 0.5]], [0], dtype=dtype, state=dtype, device=device)
+        loss, _ = ops.sop_loss_step_(*args, 0.0, 0.0, True)
+        loss_ref, _ = reference.sop_loss_step_(*(a.cpu() for a in args), 0.0, 0.0, True)
+        assert_close(loss.cpu(), loss_ref.to(dtype))

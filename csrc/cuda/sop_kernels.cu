@@ -122,17 +122,17 @@ __global__ void __launch_bounds__(kThreads)
     ce = -dlog(ratio);
   } else {
     ce = -dlog(at_most(at_least(ratio, eps), A(1)));
-    kappa = (ratio >= eps && ratio <= A(1)) ? A(1) : A(0);
+    kappa = (ratio > eps && ratio < A(1)) ? A(1) : A(0);  // open interval: torch.clamp's gradient
   }
   const A inv_s = A(1) / s_sum;
-  const A g_c = (w_c >= eps ? kappa : A(0)) * (inv_s - A(1) / q_c);
+  const A g_c = (w_c > eps ? kappa : A(0)) * (inv_s - A(1) / q_c);
 
   A dot = 0, mse = 0;
   for (int64_t k = lane; k < K; k += 32) {
     const A p = dexp(to_acc(z[k]) - zmax) * inv_esum;
     const A ak = k == c ? a_c : A(0), bk = b_of(k);
     const A w = p + ak - bk;
-    const A g = (w >= eps ? kappa : A(0)) * (inv_s - (k == c ? A(1) / q_c : A(0)));
+    const A g = (w > eps ? kappa : A(0)) * (inv_s - (k == c ? A(1) / q_c : A(0)));
     dot += g * p;
     const A r = (k == amax ? A(1) : A(0)) + ak - bk - (k == c ? A(1) : A(0));
     mse += r * r;
@@ -142,34 +142,36 @@ __global__ void __launch_bounds__(kThreads)
   for (int64_t k = lane; k < K; k += 32) {
     const A p = dexp(to_acc(z[k]) - zmax) * inv_esum;
     const A w = p + (k == c ? a_c : A(0)) - b_of(k);
-    const A g = (w >= eps ? kappa : A(0)) * (inv_s - (k == c ? A(1) / q_c : A(0)));
+    const A g = (w > eps ? kappa : A(0)) * (inv_s - (k == c ? A(1) / q_c : A(0)));
     gz[k] = from_acc<LT, A>(p * (g - dot) * inv_b);
   }
   if (lane == 0) sample_loss[i] = static_cast<double>(ce) + static_cast<double>(mse);
   // As the CPU kernel: no update in evaluation, nor from a row whose loss is not finite (warp-uniform values).
   if ((lr_u == 0 && lr_v == 0) || !isfinite(static_cast<double>(ce) + static_cast<double>(mse))) return;
   __syncwarp();
-  // Every lane has read u and v (b_of) above; only now are they written.
+  // Every lane has read u and v (b_of) above; only now are they written. Steps are computed in A and applied as
+  // increments in the state's own precision S (an entry without a step keeps every bit), as on the CPU.
   const A h_c = amax == c ? A(1) : A(0);
   if (lane == 0) {
     if (paper) {
       const A du = g_c * 2 * uc * inv_b;
-      urow[c] = static_cast<S>(at_most(at_least(uc - static_cast<A>(lr_u) * du, A(-1)), A(1)));
+      urow[c] = at_most(at_least(urow[c] - static_cast<S>(static_cast<A>(lr_u) * du), S(-1)), S(1));
     } else {
-      const A du = uc * uc <= A(1) ? (g_c + 2 * (h_c + a_c - 1)) * 2 * uc * inv_b : A(0);
-      urow[0] = static_cast<S>(uc - static_cast<A>(lr_u) * du);
+      const A u2 = uc * uc;
+      const A du = u2 > A(0) && u2 < A(1) ? (g_c + 2 * (h_c + a_c - 1)) * 2 * uc * inv_b : A(0);
+      urow[0] -= static_cast<S>(static_cast<A>(lr_u) * du);
     }
   }
   for (int64_t k = lane; k < K; k += 32) {
-    const A vk = static_cast<A>(vrow[k]);
+    const A vk = static_cast<A>(vrow[k]), v2 = vk * vk;
     const A hk = k == amax ? A(1) : A(0);
     if (paper) {  // Algorithm 1 projects whole rows on [-1, 1]
-      if (k != c) urow[k] = static_cast<S>(at_most(at_least(static_cast<A>(urow[k]), A(-1)), A(1)));
-      const A dv = k == c ? A(0) : 4 * vk * (vk * vk - hk) * inv_b;
-      vrow[k] = static_cast<S>(at_most(at_least(vk - static_cast<A>(lr_v) * dv, A(-1)), A(1)));
+      if (k != c) urow[k] = at_most(at_least(urow[k], S(-1)), S(1));
+      const A dv = k == c ? A(0) : 4 * vk * (v2 - hk) * inv_b;
+      vrow[k] = at_most(at_least(vrow[k] - static_cast<S>(static_cast<A>(lr_v) * dv), S(-1)), S(1));
     } else if (k != c) {
-      const A dv = vk * vk <= A(1) ? 4 * vk * (vk * vk - hk) * inv_b : A(0);
-      vrow[k] = static_cast<S>(vk - static_cast<A>(lr_v) * dv);
+      const A dv = v2 > A(0) && v2 < A(1) ? 4 * vk * (v2 - hk) * inv_b : A(0);
+      vrow[k] -= static_cast<S>(static_cast<A>(lr_v) * dv);
     }
   }
 }

@@ -94,7 +94,7 @@ def eager_trace(x_true, y, budget, chunk):
     return trace
 
 
-def pcp_trace(x_true, y, budget):
+def pcp_trace(x_true, y, budget, psd=True):
     trace, last = Trace(), [time.perf_counter()]
 
     def cb(it, x, primal, dual):
@@ -105,7 +105,7 @@ def pcp_trace(x_true, y, budget):
             raise StopIteration
 
     try:
-        pcp(y, psd=True, tol=1e-9, max_iter=100_000, callback=cb)
+        pcp(y, psd=psd, tol=1e-9, max_iter=100_000, callback=cb)
     except StopIteration:
         pass
     return trace

@@ -131,7 +131,7 @@ class SOPLoss(nn.Module):
         u, v = (self.u, self.v) if index is None else (self.u[index], self.v[index])
         return torch.sqrt((u * u).pow(2).sum(1) + (v * v).pow(2).sum(1))
 
-    def _validate(self, logits: Tensor, targets: Tensor, index: Tensor) -> None:
+    def _validate(self, logits: Tensor, targets: Tensor, index: Tensor, state: Tensor) -> None:
         if not isinstance(logits, Tensor) or not logits.is_floating_point() or logits.dim() != 2:
             raise ValueError(f"SOPLoss: logits must be a float tensor (batch, classes), got "
                              f"{getattr(logits, 'shape', type(logits))}")
@@ -140,18 +140,20 @@ class SOPLoss(nn.Module):
         for t, name in ((targets, "targets"), (index, "index")):
             if not isinstance(t, Tensor) or t.dtype != torch.int64:
                 raise TypeError(f"SOPLoss: {name} must be an int64 tensor, got {getattr(t, 'dtype', type(t))}")
-        if logits.device != self.u.device:
-            raise ValueError(f"SOPLoss: logits are on {logits.device} but u, v are on {self.u.device}; "
+        if logits.device != state.device:
+            raise ValueError(f"SOPLoss: logits are on {logits.device} but u, v are on {state.device}; "
                              f"move the criterion with .to(device)")
 
     def forward(self, logits: Tensor, targets: Tensor, index: Tensor) -> Tensor:
-        self._validate(logits, targets, index)
-        step = self.training and torch.is_grad_enabled() and logits.requires_grad
+        u, v = self._buffers["u"], self._buffers["v"]  # (not through nn.Module.__getattr__: once per step)
+        self._validate(logits, targets, index, u)
+        step = self.training and logits.requires_grad and torch.is_grad_enabled()
         lr_u, lr_v = (self.lr_u, self.lr_v) if step else (0.0, 0.0)
         world = 1
         if step and self.distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
             world = torch.distributed.get_world_size()
-        args = (logits, targets, index, self.u, self.v, lr_u / world, lr_v / world, self.variant == "paper")
+            lr_u, lr_v = lr_u / world, lr_v / world
+        args = (logits, targets, index, u, v, lr_u, lr_v, self.variant == "paper")
         if torch._C._are_functorch_transforms_active():
             loss, _ = _SOPStepTransformable.apply(*args)
         else:

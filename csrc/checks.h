@@ -8,6 +8,7 @@
 #include <torch/csrc/autograd/variable.h>
 
 #include <cmath>
+#include <optional>
 #include <utility>
 #include <string_view>
 
@@ -37,6 +38,21 @@ inline void check_like(const at::Tensor& ref, std::string_view ref_name, const a
 inline void check_dim(const at::Tensor& t, int64_t dim, std::string_view op, std::string_view name,
                       std::string_view what) {
   TORCH_CHECK(t.dim() == dim, "dopfast.", op, ": ", name, " must be ", what, ", got shape ", t.sizes());
+}
+
+// An optional observation mask: a dense bool tensor with the shape and device of `ref` (named `ref_name`).
+inline void check_observation_mask(std::string_view op, const at::Tensor& ref, std::string_view ref_name,
+                                   const std::optional<at::Tensor>& mask) {
+  if (!mask) return;
+  const at::Tensor& m = *mask;
+  TORCH_CHECK(m.defined(), "dopfast.", op, ": mask is undefined");
+  TORCH_CHECK(m.scalar_type() == at::kBool, "dopfast.", op, ": mask must be a bool tensor (true = observed), got ",
+              m.scalar_type());
+  TORCH_CHECK(m.layout() == at::kStrided, "dopfast.", op, ": mask must be a dense (strided) tensor, got ", m.layout());
+  TORCH_CHECK(m.device() == ref.device(), "dopfast.", op, ": mask must be on the device of ", ref_name, " (",
+              ref.device(), "), got ", m.device());
+  TORCH_CHECK(m.sizes() == ref.sizes(), "dopfast.", op, ": mask must have the shape of ", ref_name, " ", ref.sizes(),
+              ", got ", m.sizes());
 }
 
 inline void check_finite_scalar(double v, std::string_view op, std::string_view name) {

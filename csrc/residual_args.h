@@ -35,20 +35,12 @@ inline void check_residual_step_args(std::string_view op, const at::Tensor& x, c
   check_no_overlap(h, "h", y, "y", op);
 }
 
-// The optional observation mask: bool, the shape and device of x, not sharing memory with what is written.
+// The optional observation mask (check_observation_mask), not sharing memory with what is written.
 inline void check_residual_mask(std::string_view op, const at::Tensor& x, const std::optional<at::Tensor>& mask,
                                 std::initializer_list<std::pair<const at::Tensor*, std::string_view>> written) {
-  if (!mask) return;
-  const at::Tensor& m = *mask;
-  TORCH_CHECK(m.defined(), "dopfast.", op, ": mask is undefined");
-  TORCH_CHECK(m.scalar_type() == at::kBool, "dopfast.", op, ": mask must be a bool tensor (true = observed), got ",
-              m.scalar_type());
-  TORCH_CHECK(m.layout() == at::kStrided, "dopfast.", op, ": mask must be a dense (strided) tensor, got ", m.layout());
-  TORCH_CHECK(m.device() == x.device(), "dopfast.", op, ": mask must be on the device of x (", x.device(), "), got ",
-              m.device());
-  TORCH_CHECK(m.sizes() == x.sizes(), "dopfast.", op, ": mask must have the shape of x ", x.sizes(), ", got ",
-              m.sizes());
-  for (const auto& [t, name] : written) check_no_overlap(*t, name, m, "mask", op);
+  check_observation_mask(op, x, "x", mask);
+  if (mask)
+    for (const auto& [t, name] : written) check_no_overlap(*t, name, *mask, "mask", op);
 }
 
 inline void check_residual_backward_args(const at::Tensor& grad, const at::Tensor& g, const at::Tensor& h) {

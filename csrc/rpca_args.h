@@ -59,14 +59,7 @@ inline RpcaOutputs prepare_rpca(std::string_view op, const at::Tensor& y, const 
               " steps (it resumes from the returned u, g, h; RobustPCA does this)");
   check_finite_scalar(tol, op, "tol");
   TORCH_CHECK(tol >= 0, "dopfast.", op, ": tol must be >= 0, got ", tol);
-  if (mask) {
-    TORCH_CHECK(mask->defined() && mask->scalar_type() == at::kBool && mask->layout() == at::kStrided, "dopfast.", op,
-                ": mask must be a dense bool tensor (true = observed), got ", mask->toString());
-    TORCH_CHECK(mask->device() == y.device(), "dopfast.", op, ": mask must be on the device of y (", y.device(),
-                "), got ", mask->device());
-    TORCH_CHECK(mask->sizes() == y.sizes(), "dopfast.", op, ": mask must have the shape of y ", y.sizes(), ", got ",
-                mask->sizes());
-  }
+  check_observation_mask(op, y, "y", mask);
 
   const auto own = [&](const at::Tensor& t) {
     return (batched ? t : t.unsqueeze(0)).clone(at::MemoryFormat::Contiguous);

@@ -50,8 +50,8 @@ def residual_step(op: str, x, g, h, y, step) -> None:
 
 
 def mask(op: str, x, m, like: str = "x") -> None:
-    """The optional observation mask, shaped like the tensor named ``like`` (csrc/residual_args.h
-    check_residual_mask, overlap excepted; csrc/rpca_args.h for the solvers)."""
+    """The optional observation mask, shaped like the tensor named ``like`` (csrc/checks.h
+    check_observation_mask)."""
     if m is None:
         return
     if m.dtype != torch.bool:

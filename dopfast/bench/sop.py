@@ -87,6 +87,7 @@ def bench_case(b, k, device, min_time, repeats):
     return [f"({b}, {k})", t["dopfast"], t["eager"], t["compiled"], t["authors"], ce, statistics.median(ratios),
             f"{min(ratios):.2f}–{max(ratios):.2f}", t["eager"] / ce, t["compiled"] / ce, t["authors"] / ce]
 
+
 def main(argv=None) -> int:
     ap = bench_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=5, help="back-to-back dopfast/CE timings per case (>= 1)")

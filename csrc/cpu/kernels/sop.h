@@ -4,7 +4,7 @@
 // a = u^2 (on c), b = v^2 (off c), q = max(p + a - b, 1e-4), S = sum q, h = onehot(argmax z):
 //   CE = -log r_c (official: r_c = clamp(q_c / S, 1e-4, 1)),  MSE = sum_k (h_k + a_k - b_k - y_k)^2
 //   g_k = kappa m_k (1/S - [k = c] / q_c),  dL/dz = p * (g - <g, p>) / B
-//   official: dL/du = [g_c + 2 (h_c + a_c - 1)] 2u [u^2 <= 1] / B,  dL/dv_k = 4 v_k (b_k - h_k) [v_k^2 <= 1] / B
+//   official: dL/du = [g_c + 2 (h_c + a_c - 1)] 2u [0 < u^2 < 1] / B,  dL/dv_k = 4 v_k (b_k - h_k) [0 < v_k^2 < 1] / B
 //   paper:    dL/du_c = g_c 2 u_c / B,  dL/dv_k = 4 v_k (b_k - h_k) / B,  then u, v projected on [-1, 1]
 // (a, b clamped to [0, 1] in the official variant; v enters CE without gradient; m_k, kappa: clamp masks,
 // open intervals as torch.clamp's gradient: nothing passes at a bound). The u, v steps are computed in the
@@ -51,14 +51,13 @@ inline void step_state(S* p, typename Vec<T>::type delta) {
   std::memcpy(p, &s, sizeof(s));
 }
 
-// b = v^2 off the label, clamped to 1 in the official variant.
-template <bool paper, typename V>
+// b = v^2 off the label, clamped to 1 in the official variant; V a vector of T or T itself.
+template <bool paper, typename T, typename V>
 inline V off_label_b(V v2) {
-  using E = std::remove_cvref_t<decltype(v2[0])>;
   if constexpr (paper)
     return v2;
   else
-    return v2 < E(1) ? v2 : V{} + E(1);
+    return v2 < T(1) ? v2 : V{} + T(1);
 }
 
 template <bool paper, typename T, typename S>
@@ -71,9 +70,9 @@ void sop_rows(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1) {
   const T inv_b = T(1) / static_cast<T>(P.batch), eps = T(1e-4), one = T(1);
   const bool step = P.lr_u != 0 || P.lr_v != 0;
   const T lv = static_cast<T>(P.lr_v) * 4 * inv_b;
-  // b = v^2, clamped to 1 in the official variant; the v step of a class off the label (h = 0 unless argmax),
-  // applied in the state's precision (and projected on [-1, 1] in the paper variant).
-  const auto b_of = [one](T v) { return paper || v * v < one ? v * v : one; };
+  // b of one class; the v step of a class off the label (h = 0 unless argmax), applied in the state's
+  // precision (and projected on [-1, 1] in the paper variant).
+  const auto b_of = [](T v) { return off_label_b<paper, T>(v * v); };
   const auto step_v = [lv, one](S& v_old, T b, T h) {
     const T v = static_cast<T>(v_old), v2 = v * v;
     const T delta = paper || (v2 > T(0) && v2 < one) ? lv * v * (b - h) : T(0);
@@ -128,12 +127,12 @@ void sop_rows(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1) {
     if (!(zmax == zmax) || amax >= K) amax = 0;                  // NaN logits: the loss is NaN anyway
     const T inv_esum = T(1) / exp_shift_sum<T>(z, gz, K, zmax);  // gz <- exp(z - max)
 
-    // Off-label sums over all k: S = sum max(p - b, eps), P = sum of p where p - b >= eps, sum b^2. A tail is
+    // Off-label sums over all k: S = sum max(p - b, eps), P = sum of p where p - b > eps, sum b^2. A tail is
     // the row's last whole vector again, with the lanes already counted masked out.
     V s_v{}, pu_v{}, mse_v{};
     const auto sums = [&](int64_t k, auto masked, auto lanes) {
       const V p = load_vec(gz + k) * inv_esum, v = load_as<T>(vrow + k);
-      const V b = off_label_b<paper>(v * v), w = p - b;
+      const V b = off_label_b<paper, T>(v * v), w = p - b;
       if constexpr (decltype(masked)::value) {
         const auto on = (w > eps) & lanes;
         s_v += lanes ? (on ? w : V{} + eps) : V{};
@@ -199,7 +198,7 @@ void sop_rows(const dopfast::cpu::SopBatch<T, S>& P, int64_t i0, int64_t i1) {
       };
       const auto row = [&](int64_t k) {
         const V p = load_vec(gz + k) * inv_esum, v = load_as<T>(vrow + k), v2 = v * v;
-        const V b = off_label_b<paper>(v2);
+        const V b = off_label_b<paper, T>(v2);
         Out o{p * ((p - b > eps ? V{} + gkb : V{}) - dotb), V{}};
         if constexpr (decltype(stepping)::value) {
           if constexpr (paper)

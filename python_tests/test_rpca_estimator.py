@@ -22,7 +22,8 @@ def test_paper_setting_default_reaches_1e4(paper_data):
     assert isinstance(est.low_rank_, np.ndarray) and est.low_rank_.shape == (50, 50)
     assert relative_error(est.low_rank_, x) <= 1e-4
     assert est.refined_ and est.rank_ == 5 and est.converged_
-    assert relative_error(est.dop_low_rank_, x) < 0.1
+    # DOP ran only until the refinement certified itself: its own estimate is rough but already separated
+    assert est.n_iter_ < 1000 and relative_error(est.dop_low_rank_, x) < 0.5
     np.testing.assert_allclose(est.low_rank_ + est.sparse_, y.numpy(), atol=1e-9)
 
 

@@ -33,10 +33,16 @@ from .rows import Rows
 
 STEP_FRACTION = 0.25
 CHUNK = 500
-REFINE_FIRST = 100  # first step count at which a refinement is attempted (then 200, 400, ...)
-REFINE_START = 0.5  # ... once the relative residual ||X + s - Y|| / ||Y|| is below this. Only a certified refit
-# is accepted, so an early attempt costs time, never accuracy: at n = 1000 (paper data) the refit certifies
-# at 200 steps, where the residual is 0.3; with 0.05 here DOP ran 1,600 steps first (17 s against 5 s).
+# When the refinement is attempted. Only a certified refit is accepted, so an early attempt costs time, never
+# accuracy. The spectrum of X is read after LOOK_FIRST steps and then every max(LOOK_FIRST, steps / 4) steps;
+# an attempt is made once the largest ratio between consecutive singular values (the gap that gives the rank)
+# reaches CLEAR_GAP at a rank at most half the width, or once the relative residual ||X + s - Y|| / ||Y|| is
+# below REFINE_START. After a failed attempt the next one waits until the step count has doubled, unless a
+# larger rank reads clearly first (components emerge one after another, the largest first). At n = 1000 (paper
+# data) the gap reads 34 after 40 steps and the refit certifies from there.
+LOOK_FIRST = 20
+CLEAR_GAP = 10.0
+REFINE_START = 0.5
 WIDTH_START = 64  # factor width r' when `rank` is not given and min(m, n) is larger; doubled while the rank
 # read from the spectral gap of X is more than half of it
 
@@ -75,10 +81,16 @@ def _peak_and_norm(y: Tensor, rows: Rows) -> tuple[Tensor, Tensor]:
     return peak, _spectral_norm(y / safe.view(-1, 1, 1), rows)
 
 
-def _spectral_norm(y: Tensor, rows: Rows, max_iter: int = 1000, tol: float = 1e-15) -> Tensor:
-    """‖Y‖₂ per problem of ``y`` (B, m, n): exact in one process; over a process group by block subspace
-    iteration on YᵀY (16 vectors, Rayleigh-Ritz, to ``tol`` relative), one n × 16 all-reduce per iteration."""
-    if not rows.distributed:
+EXACT_NORM_SIZE = 256  # below this min(m, n), one process takes ‖Y‖₂ from an SVD
+
+
+def _spectral_norm(y: Tensor, rows: Rows, max_iter: int = 100, tol: float = 1e-9) -> Tensor:
+    """‖Y‖₂ per problem of ``y`` (B, m, n): from an SVD for a small matrix in one process; otherwise by block
+    subspace iteration on YᵀY (16 vectors, Rayleigh-Ritz, until the estimate changes by less than ``tol``
+    relative, or ``max_iter`` iterations), one n × 16 all-reduce per iteration over a process group. The
+    estimate is a Ritz value, so never above ‖Y‖₂: the step rule only needs a few digits of it (at n = 1000
+    the SVD takes 0.16 s, the iteration ~0.02 s)."""
+    if not rows.distributed and min(y.shape[-2:]) <= EXACT_NORM_SIZE:
         return torch.linalg.matrix_norm(y, ord=2)
     out = []
     for yi in y.double():
@@ -133,7 +145,7 @@ def initial_draw(seed: int, problem: int, tag: int, rows: slice, total: int, col
 def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, rank: int | None = None,
             max_iter: int = 50_000, tol: float = 1e-3, init_scale: float = 1e-4, refine: bool = True,
             generator: torch.Generator | None = None, verbose: bool = False, rows: Rows | None = None,
-            mask: Tensor | None = None) -> DopFit:
+            mask: Tensor | None = None, pin_dtype: bool = False) -> DopFit:
     """DOP on a batch ``y`` (B, m, n) of float32/float64 problems; see the module docstring.
 
     With a distributed ``rows`` (:class:`dopfast.rpca.rows.Rows`), ``y`` is this rank's rows of every problem
@@ -142,6 +154,9 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     ``mask`` (bool, like ``y``; true = observed): missing entries add nothing to the loss or the gradients, the
     step rule and the stopping test see ``y`` with zeros there, ``low_rank`` fills them and ``sparse`` is zero
     there; the refinement fits only observed entries.
+
+    With ``refine``, a float64 problem's DOP phase runs in float32 (and its refinement in float64) unless
+    ``pin_dtype``; without it, DOP runs in the data's dtype.
     """
     rows = Rows(y.shape[1], y.device) if rows is None else rows
     if mask is not None:
@@ -167,9 +182,13 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
     seed = int(torch.randint(0, 2**62, (1,), generator=gen))
 
+    # The DOP phase runs in float32 when a float64 problem is refined: it only has to make the rank and the
+    # support readable, and the refinement works in float64 from y itself (float32 products are 3x faster).
+    work = torch.float32 if refine and y.dtype == torch.float64 and not pin_dtype else y.dtype
+
     def draw(tag, part, total, cols):
-        return torch.stack([initial_draw(seed, i, tag, part, total, cols, y.dtype) for i in range(b)]).to(
-            y.device) * std.view(-1, 1, 1)
+        return (torch.stack([initial_draw(seed, i, tag, part, total, cols, y.dtype) for i in range(b)]).to(
+            y.device) * std.view(-1, 1, 1)).to(work)
 
     # U whole for U Uᵀ (every rank needs all of it), by rows for U Vᵀ; V whole; g, h by rows.
     u_rows = slice(0, m) if psd else rows.rows
@@ -178,6 +197,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     g = draw(2, rows.rows, m, n)
     h = g.clone()
     y_norm = torch.stack([torch.tensor(rows.norm(p)) for p in yn]).double() if b else torch.zeros(0)
+    yw = yn.to(work)
 
     def factors(i):  # this rank's rows of the left factor, and the whole right factor, of problem i
         return (u[i][rows.rows], u[i]) if psd else (u[i], v[i])
@@ -188,7 +208,9 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     active = torch.arange(b)[~zero.cpu()]
     first_loss = torch.full((b,), math.nan, dtype=torch.float64)
     certified: dict[int, object] = {}  # problem -> accepted Refinement (normalised units)
-    next_try = np.full(b, REFINE_FIRST, dtype=np.int64)  # step counts at which a refinement is attempted
+    next_look = np.full(b, LOOK_FIRST, dtype=np.int64)  # step counts at which the spectrum of X is read
+    next_try = np.zeros(b, dtype=np.int64)  # ... before which no refinement is attempted at a rank already tried
+    tried_rank = np.zeros(b, dtype=np.int64)
     bar = None
     if verbose and rows.rank == 0:
         from tqdm.auto import tqdm
@@ -197,14 +219,14 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
         done = 0
         while done < max_iter and active.numel():
             steps = min(CHUNK, max_iter - done)
-            if refine:  # end the chunk where a refinement is due
-                steps = max(1, min(steps, int(next_try[active.numpy()].min()) - done))
+            if refine or k < k_max:  # end the chunk where the spectrum is due to be read
+                steps = max(1, min(steps, int(next_look[active.numpy()].min()) - done))
             if rows.distributed:
-                chunk_losses = torch.stack([row_steps(yn[i], u[i], None if psd else v[i], g[i], h[i], tau, alpha,
+                chunk_losses = torch.stack([row_steps(yw[i], u[i], None if psd else v[i], g[i], h[i], tau, alpha,
                                                       steps, rows, _part(mask, i))
                                             for i in active.tolist()])
             else:
-                chunk_losses = _fused_steps(yn, u, v, g, h, active, tau, alpha, steps, mask)
+                chunk_losses = _fused_steps(yw, u, v, g, h, active, tau, alpha, steps, mask)
             block = torch.full((b, steps), math.nan, dtype=torch.float64)
             block[active] = chunk_losses
             chunks.append(block)
@@ -215,20 +237,26 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             n_iter[active.numpy()] = done
             rel = (4 * chunk_losses[:, -1]).sqrt() / y_norm[active].clamp_min(1e-300)
             finished = rel <= tol
-            if refine:
-                # DOP runs only as long as the refinement needs: once the residual is small, try to certify a
-                # refit (at geometrically spaced steps); a certified problem is done.
-                for j, i in enumerate(active.tolist()):
-                    if finished[j] or done < next_try[i]:
-                        continue
-                    next_try[i] = 2 * done  # also when the residual is still too large: chunks stay long
-                    if rel[j] > REFINE_START:
-                        continue
-                    attempt = _try_refine(yn[i], *factors(i), psd, k, rows, _part(mask, i), quick=True)
-                    if attempt is not None and attempt.accepted:
-                        certified[i] = attempt
-                        finished[j] = True
-            if k < k_max and _too_narrow(factors, active[~finished], rows, k):
+            narrow = False
+            for j, i in enumerate(active.tolist()):
+                # DOP runs only as long as the refinement needs: once the rank reads clearly (or the residual
+                # is small), try to certify a refit; a certified problem is done.
+                if finished[j] or done < next_look[i]:
+                    continue
+                next_look[i] = done + max(LOOK_FIRST, done // 4)
+                sv = factored_svd(*(f.double() for f in factors(i)), rows)[1]
+                rank_read, gap = _gap(sv, k)
+                narrow = narrow or 2 * rank_read > k
+                clear = gap >= CLEAR_GAP and 2 * rank_read <= k
+                due = done >= next_try[i] or (clear and rank_read > tried_rank[i])  # or a component has emerged
+                if not refine or not due or not (clear or rel[j] <= REFINE_START):
+                    continue
+                next_try[i], tried_rank[i] = 2 * done, rank_read
+                attempt = _try_refine(yn[i], *factors(i), psd, k, rows, _part(mask, i), quick=True)
+                if attempt is not None and attempt.accepted:
+                    certified[i] = attempt
+                    finished[j] = True
+            if k < k_max and narrow:
                 # the rank may be close to (or above) the width: add columns at the init scale
                 grown = min(2 * k, k_max)
                 u = torch.cat([u, draw(16 + 2 * grown, u_rows, m, grown - k)], dim=2)
@@ -243,8 +271,9 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
         if bar is not None:
             bar.close()
     sc = scale.view(-1, 1, 1)
-    xn = torch.stack([a @ c.mT for a, c in map(factors, range(b))]) if b else yn.clone()
-    sn = g * g - h * h
+    del yw
+    xn = (torch.stack([a @ c.mT for a, c in map(factors, range(b))]) if b else yn.clone()).to(y.dtype)
+    sn = (g * g - h * h).to(y.dtype)
     if mask is not None:
         sn = sn.masked_fill(~mask, 0)
     losses = torch.cat(chunks, dim=1) if chunks else torch.zeros(b, 0, dtype=torch.float64)
@@ -256,14 +285,14 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     return fit
 
 
-def _too_narrow(factors, active: Tensor, rows: Rows, k: int) -> bool:
-    """Whether some active problem's rank, read from the largest gap in the spectrum of its X, exceeds k / 2
-    (the width is kept at least twice the visible rank; components still growing count once they show)."""
-    for i in active.tolist():
-        s = factored_svd(*(f.double() for f in factors(i)), rows)[1]
-        if 2 * spectral_gap_rank(s, k) > k:
-            return True
-    return False
+def _gap(sv: Tensor, k: int) -> tuple[int, float]:
+    """The rank read from the largest gap in the spectrum ``sv`` of X (within the width k), and that gap: the
+    ratio of the last singular value kept to the next (inf when nothing follows)."""
+    rank = spectral_gap_rank(sv, k)
+    if rank == 0:
+        return 0, 0.0
+    nxt = float(sv[rank]) if rank < sv.numel() else 0.0
+    return rank, float(sv[rank - 1]) / nxt if nxt > 0 else math.inf
 
 
 def _part(mask: Tensor | None, i: int) -> Tensor | None:
@@ -337,7 +366,7 @@ def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, 
                 quick: bool):
     """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
     stands). A quick attempt (during DOP) has a smaller sweep budget: it is retried later anyway."""
-    budget = dict(max_outer=6, max_sweeps=40) if quick else {}
+    budget = dict(max_sweeps=40) if quick else {}
     # In float64 whatever the DOP phase ran in; "exact" is judged at the data's own precision (float32 data
     # carries rounding errors of ~1e-7 that no low-rank matrix fits).
     fit_tol = max(1e-9, 64 * torch.finfo(y.dtype).eps)

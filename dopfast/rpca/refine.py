@@ -8,12 +8,13 @@ initialisation scale and step, stops a little short: errors of 1e-3 to 1e-2 on t
 2. the support of the corruption: corrupted entries have residuals ``|Y − X̃|`` of the corruption's size,
    clean ones of the estimate's error.
 
-The refit keeps the entries judged clean, fits a rank-r̂ matrix ``U Vᵀ`` to them by alternating least
-squares (each row of U, then of V, is an r̂ × r̂ least-squares problem), re-reads the support from the new
+The refit keeps the entries judged clean, fits a rank-r̂ matrix ``U Vᵀ`` to them (imputation sweeps of four
+m × n × r̂ products each; exact alternating least squares, where each row of U, then of V, is an r̂ × r̂
+least-squares problem, at small rank or where the sweeps are slow), re-reads the support from the new
 residuals (clean residuals fall to ~1e-12, corruptions keep their size) and repeats until the support stops
 changing. While the support moves, each fit runs only until it changes by less than 1e-3 of the threshold
 that re-reads the support; the stable support is then fitted to full precision. On exactly recoverable data
-this reaches the truth to ~1e-11.
+this reaches the truth to ~1e-12.
 
 It is accepted only with a certificate that the refit gives itself, never by comparison with the DOP iterate
 (a lower convex objective than an unconverged iterate certifies nothing):
@@ -66,18 +67,19 @@ def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
     return int(torch.argmax(ratios)) + 1
 
 
-def _normal(y: Tensor, w: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row i of F, the normal equations of ``min ‖w_i ∘ (F_i otherᵀ − y_i)‖²``: (gram, rhs).
+def _normal(wy: Tensor, w: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row i of F, the normal equations of ``min ‖w_i ∘ (F_i otherᵀ − y_i)‖²`` (``wy = w ∘ y``):
+    (gram, rhs).
 
     gram[i] = Σ_j w_ij other_j other_jᵀ is one GEMM against the r(r+1)/2 distinct products of other's
     columns (the Gram matrices are symmetric), then mirrored."""
     r = other.shape[1]
     a, b = torch.triu_indices(r, r, device=other.device)
-    upper = w @ (other[:, a] * other[:, b])
+    upper = _times(w, other[:, a] * other[:, b])
     gram = torch.empty(w.shape[0], r, r, dtype=w.dtype, device=w.device)
     gram[:, a, b] = upper
     gram[:, b, a] = upper
-    return gram, (w * y) @ other
+    return gram, _times(wy, other)
 
 
 def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
@@ -91,39 +93,118 @@ def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
     return f.masked_fill(empty[:, None], 0)
 
 
+def _small_solve(gram: Tensor, rhs: Tensor) -> Tensor:
+    """``rhs @ inv(gram)`` for a symmetric r × r ``gram`` (tiny ridge for safety)."""
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
+    ridge = 1e-13 * gram.diagonal().sum().clamp_min(1e-300)
+    return torch.linalg.solve(gram + ridge * eye, rhs.mT).mT
+
+
+def _clean_residual(y: Tensor, w: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """``w ∘ (y − U Vᵀ)`` in two passes (the GEMM accumulates into a copy of y)."""
+    return torch.addmm(y, u, v.mT, alpha=-1).mul_(w)
+
+
+def _times(a: Tensor, b: Tensor) -> Tensor:
+    """``a @ b`` for a wide ``a`` and a thin ``b``, as ``(bᵀ aᵀ)ᵀ``: MKL runs that 2-2.5× faster on one thread
+    (1000 × 1000 by 20 columns: 1.0 ms against 2.3 ms)."""
+    return (b.mT @ a.mT).mT
+
+
+IMPUTE_MIN_RANK = 8
+SLOW_RATE = 0.5  # an imputation sweep shrinking the change by less than this hands over to least squares
+
+
 def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float,
          stall_above: float | None = None):
-    """Alternating least squares on the clean entries: U by its (local) rows, V from normal equations summed
-    over every rank's rows.
+    """The rank-r least-squares fit ``min ‖clean ∘ (U Vᵀ − y)‖`` from (U, V): returns ``(u, v, sweeps,
+    stalled)``.
+
+    Imputation sweeps first (each fills the entries outside the clean set from the current fit and takes one
+    alternating step on the filled matrix: ``U += E V (VᵀV)⁻¹``, then ``V += Eᵀ U (UᵀU)⁻¹`` with
+    ``E = clean ∘ (y − U Vᵀ)``; four m × n × r products, monotone in the objective). With 10% of the entries
+    left out each sweep shrinks the error several-fold; where it shrinks it by less than :data:`SLOW_RATE`
+    (rows or columns mostly left out), the exact per-row least squares of :func:`_fit_als` (two products of
+    m × n × r(r+1)/2 per sweep) take over; below rank :data:`IMPUTE_MIN_RANK` they do all the sweeps (as
+    cheap, and fewer). Sweeps end when ``U Vᵀ`` changes by less than ``tol`` relative.
 
     With ``stall_above``, the sweeps also end once the clean entries' relative residual, still above that
     level, has fallen by less than half over the last three sweeps: a rank below the truth settles at the
     size of the components it lacks, while an exact fit keeps falling geometrically."""
     w = clean.to(y.dtype)
-    x = u @ v.mT
     y_clean = max(rows.norm(y * w), 1e-300) if stall_above is not None else 1.0
-    history = []
-    sweeps, stalled = 0, False
+    history: list[float] = []
+    if u.shape[1] < IMPUTE_MIN_RANK:
+        return _fit_als(y, w, u, v, rows, max_sweeps, tol, stall_above, y_clean, history)
+    changes: list[float] = []
+    for sweeps in range(1, max_sweeps + 1):
+        e = _clean_residual(y, w, u, v)
+        if _stalled(history, rows.norm(e) / y_clean if stall_above is not None else None, stall_above):
+            return u, v, sweeps - 1, True
+        gv = v.mT @ v
+        du = _small_solve(gv, _times(e, v))
+        u = u + du
+        e = _clean_residual(y, w, u, v)
+        gu = rows.sum(u.mT @ u)
+        dv = rows.agree(_small_solve(gu, rows.sum(_times(e.mT, u))))
+        changes.append(_change(du, v, u, dv, rows))
+        v = v + dv
+        if changes[-1] < tol:
+            return u, v, sweeps, False
+        if len(changes) >= 4 and changes[-1] > SLOW_RATE ** 2 * changes[-3]:
+            u, v, more, stalled = _fit_als(y, w, u, v, rows, max_sweeps - sweeps, tol, stall_above, y_clean,
+                                           history)
+            return u, v, sweeps + more, stalled
+    return u, v, max_sweeps, False
+
+
+SLOW_SWEEPS = 10  # a fit whose clean residual has not halved in this many sweeps has stalled at any level
+
+
+def _stalled(history: list[float], residual: float | None, stall_above: float | None) -> bool:
+    """Record the clean entries' relative residual; whether the fit has stalled: still above ``stall_above``
+    and fallen by less than half over the last three sweeps, or by less than half over the last
+    :data:`SLOW_SWEEPS` at any level (a rank above the truth creeps along, absorbing corruptions)."""
+    if residual is None:
+        return False
+    history.append(residual)
+    if len(history) > 3 and history[-1] > stall_above and history[-1] > 0.5 * history[-4]:
+        return True
+    return len(history) > SLOW_SWEEPS and history[-1] > 0.5 * history[-1 - SLOW_SWEEPS]
+
+
+def _fit_als(y: Tensor, w: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float,
+             stall_above: float | None, y_clean: float, history: list[float]):
+    """Alternating least squares for :func:`_fit` (weights ``w``): U by its (local) rows, V from normal
+    equations summed over every rank's rows."""
+    wy = w * y
+    sweeps = 0
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is returned
         try:
-            u, ok = _solve(*_normal(y, w, v)), True
+            u_new, ok = _solve(*_normal(wy, w, v)), True
         except (torch.linalg.LinAlgError, RuntimeError):
             ok = False
         if not rows.all(ok):  # every rank leaves together: no rank is left waiting in the next collective
             raise torch.linalg.LinAlgError("refinement: a least-squares solve failed")
-        gram, rhs = _normal(y.mT, w.mT, u)
-        v = rows.agree(_solve(rows.sum(gram), rows.sum(rhs)))
-        x_new = u @ v.mT
-        change = rows.norm(x_new - x) / max(rows.norm(x_new), 1e-300)
-        x = x_new
+        gram, rhs = _normal(wy.mT, w.mT, u_new)
+        v_new = rows.agree(_solve(rows.sum(gram), rows.sum(rhs)))
+        change = _change(u_new - u, v, u_new, v_new - v, rows)
+        u, v = u_new, v_new
         if change < tol:
             break
-        if stall_above is not None:
-            history.append(rows.norm((y - x) * w) / y_clean)
-            if len(history) > 3 and history[-1] > stall_above and history[-1] > 0.5 * history[-4]:
-                stalled = True
-                break
-    return u, v, sweeps, stalled
+        if _stalled(history, rows.norm(_clean_residual(y, w, u, v)) / y_clean if stall_above is not None else None,
+                    stall_above):
+            return u, v, sweeps, True
+    return u, v, sweeps, False
+
+
+def _change(du: Tensor, v: Tensor, u_new: Tensor, dv: Tensor, rows: Rows) -> float:
+    """How far ``U Vᵀ`` moved in a sweep that changed U by ``du`` (with the old V), then V by ``dv`` (with the
+    new U), relative to the new ``U Vᵀ``: ``√(‖ΔU Vᵀ‖² + ‖U ΔVᵀ‖²) / ‖U Vᵀ‖`` from r × r products only."""
+    gu = rows.sum(u_new.mT @ u_new)
+    moved = float((rows.sum(du.mT @ du) * (v.mT @ v)).sum() + (gu * (dv.mT @ dv)).sum())
+    v_new = v + dv
+    return math.sqrt(max(moved, 0.0) / max(float((gu * (v_new.mT @ v_new)).sum()), 1e-300))
 
 
 def factored_svd(u: Tensor, v: Tensor, rows: Rows) -> tuple[Tensor, Tensor, Tensor]:
@@ -195,7 +276,7 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
         # up as soon as its fit stalls: a rank below the truth stalls at once, at the size of what it lacks.
         left, s, zh = factored_svd(*best.factors, rows)
         probe = _refit(y, best.low_rank, left, s, zh, r, psd, rows, min(max_outer, 3), min(max_sweeps, 30),
-                       fit_tol, gap, observed, stall_above=math.sqrt(fit_tol))
+                       fit_tol, gap, observed, probe=True)
         sweeps += probe.sweeps
         if not probe.accepted:
             break
@@ -211,9 +292,14 @@ def _residual(y: Tensor, x: Tensor, observed: Tensor | None) -> Tensor:
 
 def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool, rows: Rows,
            max_outer: int, max_sweeps: int, fit_tol: float, gap: float, observed: Tensor | None,
-           stall_above: float | None = None) -> Refinement:
-    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``left, s, zh``);
-    ``stall_above`` as in :func:`_fit`."""
+           probe: bool = False) -> Refinement:
+    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``left, s, zh``).
+
+    While the support moves, a fit ends early only when it crawls (:data:`SLOW_SWEEPS`): its clean set may
+    still hold corruptions that no rank-r matrix fits, and the next round re-reads it. The final fit, and
+    every fit of a ``probe`` (a rank below a certified one, started from its clean set), also stop at a stall
+    above ``√fit_tol`` (:func:`_fit`): no certificate then, and a probe gives up at once."""
+    stall_above = math.sqrt(fit_tol)
     m, n = rows.total, y.shape[1]
     root = s[:r].sqrt()
     u, v = left[:, :r] * root, zh[:r].mT * root
@@ -228,14 +314,19 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
     for _ in range(max_outer):
         # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
         # row is undetermined. The certificate below still demands an over-determined clean set.
-        clean = clean | (res <= res.kthvalue(need, dim=1, keepdim=True).values)
-        clean = (clean | (res <= rows.column_kth(res, need))) & seen
+        # (clean is {res ≤ threshold} here, so a row or column that already has `need` clean entries gains
+        # nothing: the order statistics are taken only where some row or column is short.)
+        if bool((clean.sum(1) < need).any()):
+            clean = clean | (res <= res.kthvalue(need, dim=1, keepdim=True).values)
+        if bool((rows.sum(clean.sum(0)) < need).any()):
+            clean = clean | (res <= rows.column_kth(res, need))
+        clean = clean & seen
         # While the support may still move, the fit need only be well below the threshold that re-reads it;
         # once it holds, the fit is finished to full precision below.
         inner_tol = max(1e-14, 1e-3 * threshold / max(scale, 1e-300))
-        u, v, sweeps, stalled = _fit(y, clean, u, v, rows, max_sweeps, inner_tol, stall_above)
+        u, v, sweeps, stalled = _fit(y, clean, u, v, rows, max_sweeps, inner_tol, stall_above if probe else math.inf)
         total_sweeps += sweeps
-        if stalled:
+        if stalled and probe:
             break  # this rank cannot fit the clean entries: no certificate
         res = _residual(y, u @ v.mT, observed)
         if rows.count(clean) == 0:
@@ -249,7 +340,7 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
             break
         clean = new_clean
     if stable:  # the support holds: fit it to full precision (the certificate below reads this fit)
-        u, v, sweeps, _ = _fit(y, clean, u, v, rows, max_sweeps, 1e-14)
+        u, v, sweeps, _ = _fit(y, clean, u, v, rows, max_sweeps, 1e-14, stall_above)
         total_sweeps += sweeps
     if psd:
         u, v = _psd_part(u, v, rows)

@@ -67,7 +67,8 @@ class Rows:
 
     def norm(self, t: Tensor) -> float:
         """Frobenius norm of the whole matrix whose rows ``t`` holds."""
-        return float(self.sum(t.double().square().sum().reshape(1))) ** 0.5
+        local = torch.linalg.vector_norm(t, dtype=torch.float64)  # no m × n temporary (10 ms at 3.8M entries)
+        return float(self.sum(local.square().reshape(1))) ** 0.5
 
     def agree(self, t: Tensor) -> Tensor:
         """Rank 0's value of a tensor every rank computed from the same (replicated) inputs: small LAPACK

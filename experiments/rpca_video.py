@@ -16,28 +16,7 @@ import _common
 import numpy as np
 
 from dopfast import RobustPCA
-
-
-def synthetic_video(height: int, width: int, frames: int, seed: int = 0):
-    from skimage import data, transform
-
-    background = transform.resize(data.camera().astype(np.float64) / 255.0, (height, width), anti_aliasing=True)
-    video = np.repeat(background[None], frames, axis=0)
-    mask = np.zeros_like(video, dtype=bool)
-    yy, xx = np.mgrid[:height, :width]
-    side = max(3, height // 6)
-    for t in range(frames):
-        s = t / max(frames - 1, 1)
-        r0, c0 = int(0.15 * height), int(s * (width - side))  # bright square moving right
-        sq = (yy >= r0) & (yy < r0 + side) & (xx >= c0) & (xx < c0 + side)
-        video[t][sq] = 1.0
-        cy, cx = int((0.4 + 0.4 * s) * height), int((0.8 - 0.6 * s) * width)  # dark disc moving down-left
-        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= (side // 2 + 1) ** 2
-        video[t][disc] = 0.0
-        bar = (xx >= int(s * (width - 2))) & (xx < int(s * (width - 2)) + 2) & (yy > height // 2)  # thin bar
-        video[t][bar] = 0.9
-        mask[t] = (sq | disc | bar) & (np.abs(video[t] - background) > 1e-6)
-    return background, video, mask
+from dopfast.rpca.data import synthetic_video
 
 
 def main() -> None:

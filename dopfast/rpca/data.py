@@ -33,3 +33,38 @@ def relative_error(estimate, truth) -> float:
     e = torch.as_tensor(np.asarray(estimate) if not isinstance(estimate, torch.Tensor) else estimate)
     t = torch.as_tensor(np.asarray(truth) if not isinstance(truth, torch.Tensor) else truth).to(e)
     return float(torch.linalg.matrix_norm(e - t) / torch.linalg.matrix_norm(t))
+
+
+def synthetic_video(height: int, width: int, frames: int, seed: int = 0):
+    """A static background (scikit-image's ``camera``, resized) with a bright square, a dark disc and a thin bar
+    moving across it: ``(background (h, w), video (frames, h, w), foreground mask (frames, h, w))``. As a
+    (pixels × frames) matrix the video is background (rank 1) plus foreground (sparse). ``seed`` is unused (the
+    motion is deterministic); it is kept for the callers' uniform signature."""
+    from skimage import data, transform
+
+    background = transform.resize(data.camera().astype(np.float64) / 255.0, (height, width), anti_aliasing=True)
+    video = np.repeat(background[None], frames, axis=0)
+    mask = np.zeros_like(video, dtype=bool)
+    yy, xx = np.mgrid[:height, :width]
+    side = max(3, height // 6)
+    for t in range(frames):
+        s = t / max(frames - 1, 1)
+        r0, c0 = int(0.15 * height), int(s * (width - side))  # bright square moving right
+        sq = (yy >= r0) & (yy < r0 + side) & (xx >= c0) & (xx < c0 + side)
+        video[t][sq] = 1.0
+        cy, cx = int((0.4 + 0.4 * s) * height), int((0.8 - 0.6 * s) * width)  # dark disc moving down-left
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= (side // 2 + 1) ** 2
+        video[t][disc] = 0.0
+        bar = (xx >= int(s * (width - 2))) & (xx < int(s * (width - 2)) + 2) & (yy > height // 2)  # thin bar
+        video[t][bar] = 0.9
+        mask[t] = (sq | disc | bar) & (np.abs(video[t] - background) > 1e-6)
+    return background, video, mask
+
+
+def foreground_f1(sparse, foreground, threshold: float = 0.05) -> float:
+    """F1 of the detected foreground ``|sparse| > threshold`` against the true one ``|foreground| > threshold``
+    (``foreground`` = video − background; arrays of the same shape)."""
+    detected = np.abs(np.asarray(sparse)) > threshold
+    truth = np.abs(np.asarray(foreground)) > threshold
+    hits = float((detected & truth).sum())
+    return 2 * hits / max(float(detected.sum()) + float(truth.sum()), 1.0)

@@ -139,8 +139,9 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     changes: list[float] = []
     for sweeps in range(1, max_sweeps + 1):
         e = _clean_residual(y, w, u, v)
-        if _stalled(history, rows.norm(e) / y_clean if stall_above is not None else None, stall_above):
-            return u, v, sweeps - 1, True
+        state = _stalled(history, rows.norm(e) / y_clean if stall_above is not None else None, stall_above)
+        if state:
+            return u, v, sweeps - 1, state == "stalled"
         gv = v.mT @ v
         du = _small_solve(gv, _times(e, v))
         u = u + du
@@ -158,19 +159,24 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     return u, v, max_sweeps, False
 
 
-SLOW_SWEEPS = 10  # a fit whose clean residual has not halved in this many sweeps has stalled at any level
+SLOW_SWEEPS = 10  # a fit whose clean residual has not halved in this many sweeps has stopped moving: ...
+CRAWL_FLOOR = 1e-10  # ... stalled above this relative residual, settled at its rounding floor below it
 
 
-def _stalled(history: list[float], residual: float | None, stall_above: float | None) -> bool:
-    """Record the clean entries' relative residual; whether the fit has stalled: still above ``stall_above``
-    and fallen by less than half over the last three sweeps, or by less than half over the last
-    :data:`SLOW_SWEEPS` at any level (a rank above the truth creeps along, absorbing corruptions)."""
+def _stalled(history: list[float], residual: float | None, stall_above: float | None) -> str:
+    """Record the clean entries' relative residual and say whether the fit should end: ``"stalled"`` when it
+    is still above ``stall_above`` and has fallen by less than half over the last three sweeps, or has fallen
+    by less than half over the last :data:`SLOW_SWEEPS` above :data:`CRAWL_FLOOR` (a rank above the truth
+    creeps along, absorbing corruptions); ``"settled"`` when it has stopped falling below that floor (an exact
+    fit at its rounding floor, 1e-12 for an ill-conditioned one); ``""`` to go on."""
     if residual is None:
-        return False
+        return ""
     history.append(residual)
     if len(history) > 3 and history[-1] > stall_above and history[-1] > 0.5 * history[-4]:
-        return True
-    return len(history) > SLOW_SWEEPS and history[-1] > 0.5 * history[-1 - SLOW_SWEEPS]
+        return "stalled"
+    if len(history) > SLOW_SWEEPS and history[-1] > 0.5 * history[-1 - SLOW_SWEEPS]:
+        return "stalled" if history[-1] > CRAWL_FLOOR else "settled"
+    return ""
 
 
 def _fit_als(y: Tensor, w: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float,
@@ -192,9 +198,10 @@ def _fit_als(y: Tensor, w: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
         u, v = u_new, v_new
         if change < tol:
             break
-        if _stalled(history, rows.norm(_clean_residual(y, w, u, v)) / y_clean if stall_above is not None else None,
-                    stall_above):
-            return u, v, sweeps, True
+        state = _stalled(history, rows.norm(_clean_residual(y, w, u, v)) / y_clean if stall_above is not None
+                         else None, stall_above)
+        if state:
+            return u, v, sweeps, state == "stalled"
     return u, v, sweeps, False
 
 

@@ -1,0 +1,104 @@
+"""The refinement's least-squares fits, its cost when it cannot certify, and the spectral-norm iteration."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from dopfast.rpca import data, dop, refine
+from dopfast.rpca.rows import Rows
+
+
+def _masked_low_rank(m, n, r, missing, seed):
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(m, r, generator=gen, dtype=torch.float64)
+    v = torch.randn(n, r, generator=gen, dtype=torch.float64)
+    clean = torch.rand(m, n, generator=gen) > missing
+    return u, v, u @ v.T, clean, gen
+
+
+@pytest.mark.parametrize("r", [3, 12])  # exact least squares below rank 8, imputation sweeps above
+def test_fit_recovers_an_exact_low_rank_matrix_from_its_clean_entries(r):
+    u, v, x, clean, gen = _masked_low_rank(80, 60, r, 0.15, seed=r)
+    y = torch.where(clean, x, 100 * torch.randn(x.shape, generator=gen, dtype=torch.float64))  # junk elsewhere
+    u0 = u + 0.3 * torch.randn(u.shape, generator=gen, dtype=torch.float64)
+    v0 = v + 0.3 * torch.randn(v.shape, generator=gen, dtype=torch.float64)
+    uf, vf, sweeps, stalled = refine._fit(y, clean, u0, v0, Rows(80), max_sweeps=200, tol=1e-14,
+                                          stall_above=math.sqrt(1e-9))
+    assert not stalled and sweeps < 200
+    assert float(torch.linalg.norm(uf @ vf.T - x) / torch.linalg.norm(x)) < 1e-10  # the missing ones too
+
+
+def test_imputation_and_least_squares_reach_the_same_fit():
+    # a clean set that no rank-r matrix fits exactly: both methods must find the same least-squares optimum
+    u, v, x, clean, gen = _masked_low_rank(70, 50, 9, 0.2, seed=3)
+    y = x + 0.01 * torch.randn(x.shape, generator=gen, dtype=torch.float64)
+    w = clean.double()
+    u0, v0 = u.clone(), v.clone()
+    ue, ve, _, _ = refine._fit(y, clean, u0, v0, Rows(70), max_sweeps=3000, tol=1e-13)
+    ua, va, _, _ = refine._fit_als(y, w, u0, v0, Rows(70), 3000, 1e-13, None, 1.0, [])
+    torch.testing.assert_close(ue @ ve.T, ua @ va.T, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("extra", [5, 20])
+def test_a_rank_above_the_truth_fails_in_bounded_work(extra):
+    # before the crawl rule such a refit ran every round to its sweep limit (2,400 sweeps at n = 1000)
+    x, _, y = data.rpca_problem(120, 4, 0.1, seed=1)
+    left, s, zh = torch.linalg.svd(x + 0.05 * torch.randn(x.shape, dtype=torch.float64,
+                                                          generator=torch.Generator().manual_seed(2)))
+    out = refine._refit(y, x, left, s, zh, 4 + extra, True, Rows(120), 12, 200, 1e-9, 100.0, None)
+    assert out.sweeps <= 12 * (refine.SLOW_SWEEPS + 4) + 200
+    if out.accepted:  # a larger rank may fit exactly by absorbing corruptions; it is then probed down
+        assert out.rank == 4 + extra
+
+
+def test_refinement_from_a_barely_started_dop_iterate_is_exact():
+    # 20 DOP steps leave the residual at ~100%; the rank reads from the spectral gap and the refit certifies
+    x, _, y = data.rpca_problem(200, 5, 0.1, seed=4)
+    fit = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(200))
+    assert fit.refined[0] and fit.rank[0] == 5
+    assert data.relative_error(fit.low_rank[0], x) < 1e-10
+
+
+@pytest.mark.parametrize("shape", [(300, 300), (600, 280), (40, 900)])
+def test_spectral_norm_iteration_matches_the_svd(shape):
+    gen = torch.Generator().manual_seed(0)
+    y = torch.randn(*shape, generator=gen, dtype=torch.float64)
+    y += 3 * torch.randn(shape[0], 3, generator=gen, dtype=torch.float64) @ torch.randn(3, shape[1], generator=gen,
+                                                                                           dtype=torch.float64)
+    est = dop._spectral_norm(y[None], Rows(shape[0]))
+    exact = torch.linalg.matrix_norm(y, ord=2)
+    assert float(est[0]) <= float(exact) * (1 + 1e-12)  # a Ritz value: never above
+    assert abs(float(est[0]) / float(exact) - 1) < 1e-8
+
+
+def test_float64_data_is_refined_in_float64_after_a_float32_dop_phase():
+    x, _, y = data.rpca_problem(100, 5, 0.1, seed=5)
+    fit = dop.fit_dop(y[None], psd=True, alpha=10.0)
+    assert fit.low_rank.dtype == torch.float64 and fit.dop_low_rank.dtype == torch.float64
+    assert fit.refined[0] and data.relative_error(fit.low_rank[0], x) < 1e-10  # beyond float32's 1e-7
+    pinned = dop.fit_dop(y[None], psd=True, alpha=10.0, pin_dtype=True)
+    assert pinned.refined[0] and data.relative_error(pinned.low_rank[0], x) < 1e-10
+
+
+def test_bench_video_job_reports_error_and_f1():
+    pytest.importorskip("skimage")
+    from dopfast.bench.rpca import video_job
+
+    text = video_job((24, 32, 12), budget=10.0)
+    lines = [line for line in text.splitlines() if line.startswith("| dopfast default")]
+    assert len(lines) == 1
+    cells = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert float(cells[2]) < 1e-3 and float(cells[3]) >= 0.95  # background error, foreground F1
+    assert "AltProj-class, rank 1 given" in text and "PCP" in text
+
+
+def test_foreground_f1():
+    truth = np.zeros((4, 4))
+    truth[0, :2] = 1.0
+    sparse = np.zeros((4, 4))
+    sparse[0, 0] = 0.5
+    sparse[3, 3] = 0.5
+    assert data.foreground_f1(sparse, truth) == pytest.approx(0.5)  # 1 hit, 2 detected, 2 true
+    assert data.foreground_f1(np.zeros(3), np.zeros(3)) == 0.0

@@ -25,6 +25,7 @@ RUNS = [  # (benchmark, arguments): short runs, about 10 minutes in all on one G
     ("loop", ["--quick"]),
     ("sop", ["--quick"]),
     ("dip", ["--quick", "--sizes", "256", "--widths", "128", "--no-compile"]),
+    ("rpca", ["--sizes", "10000", "--rank", "50", "--budget", "30"]),  # goal: default ≤ 10 s to 1e-4, ≥ 5× PCP
 ]
 
 

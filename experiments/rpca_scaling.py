@@ -1,19 +1,21 @@
 """Time versus size for robust PCA: dopfast's default (rank not given), the pure DOP route, PCP, a rank-given
 AltProj-class method and tensorly, on the DOP paper's data, square and tall, in one run.
 
-    python experiments/rpca_scaling.py [--full] [--budget SECONDS]
+    python experiments/rpca_scaling.py [--full] [--shapes KIND:N ...] [--budget SECONDS]
 
 Data: rank max(5, n/50), 10% of the entries corrupted by N(0, 10²); square n × n with X* = U*U*ᵀ (the PSD
 model, as in the paper) and tall 4n × n with X* = U*V*ᵀ (the general model). For each method: seconds until
 ‖X − X*‖_F/‖X*‖_F ≤ 1e-4 ("—" when not reached), the final error and the total seconds. The default and the
 pure DOP route run to their own stopping test (the latter capped at 3,000 steps, or as many as the budget
 allows); PCP, AltProj and tensorly stop at 1e-9 or the budget. Default sizes: square n = 100, 250, 500,
-1000, 2000 and tall n = 100, 250, 500; --full adds square 4000 and tall 1000. One thread. Writes
+1000, 2000 and tall n = 100, 250, 500; --full adds square 4000 and tall 1000; --shapes picks shapes
+(e.g. ``--shapes square:4000 tall:1000``). One thread. Writes
 rpca_scaling.csv/.png (--replot CSV redraws the plot of an earlier run).
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import time
 import warnings
@@ -45,6 +47,13 @@ def dop_steps(x_true, y, psd, budget) -> int:
     return max(20, min(3000, int(budget / per_step)))
 
 
+def _shape(text: str) -> tuple[str, int]:
+    kind, _, n = text.partition(":")
+    if kind not in ("square", "tall") or not n.isdigit() or int(n) < 10:
+        raise argparse.ArgumentTypeError(f"expected square:N or tall:N with N >= 10, got {text!r}")
+    return kind, int(n)
+
+
 def first_hit(trace: Trace):
     return next((s for s, e in trace.points if e <= TARGET), None)
 
@@ -53,6 +62,8 @@ def main() -> None:
     ap = _common.parser(__doc__)
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per method and size (PCP, AltProj, tensorly)")
     ap.add_argument("--replot", type=Path, metavar="CSV", help="only draw the plot of an earlier run's CSV")
+    ap.add_argument("--shapes", nargs="+", metavar="KIND:N", type=_shape,
+                    help="only these shapes, e.g. square:4000 tall:1000 (instead of the default or --full sizes)")
     args = ap.parse_args()
     if args.replot:
         png = args.replot.with_suffix(".png")
@@ -66,6 +77,8 @@ def main() -> None:
     shapes = [("square", n) for n in (100, 250, 500, 1000, 2000)] + [("tall", n) for n in (100, 250, 500)]
     if args.full:
         shapes += [("square", 4000), ("tall", 1000)]
+    if args.shapes:
+        shapes = args.shapes
     rows = []
     for kind, n in shapes:
         psd, r = kind == "square", max(5, n // 50)

@@ -172,7 +172,7 @@ def test_sop_index_contract_on_cuda():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("n", [30, 300])  # one-block kernel, ATen loop (300: beyond any GPU's shared memory)
+@pytest.mark.parametrize("n", [30, 300])  # one-block kernel, fused loop (300: beyond any GPU's shared memory)
 def test_batch_stops_per_problem_like_the_cpu(dtype, n):
     batch = 4
     gen = torch.Generator().manual_seed(n)
@@ -247,7 +247,7 @@ def test_non_default_stream_and_second_device():
     assert r1.device == torch.device("cuda:1")
 
 
-@pytest.mark.parametrize("n", [10, 300])  # one-block kernel, ATen loop
+@pytest.mark.parametrize("n", [10, 300])  # one-block kernel, fused loop
 def test_nan_data_gives_the_same_losses_as_the_cpu(n):
     y = torch.randn(n, n, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
     y[0, 0] = math.nan
@@ -264,3 +264,34 @@ def test_residual_step_float32_overflow_on_cuda():
     y = torch.full((4,), -1e19, device="cuda")
     _, loss = ops.residual_step_(x, g, h, y, 0.1)
     assert torch.isinf(loss)
+
+
+def _large_solve(monkeypatch, sym, env, iters):
+    """A batch of problems too large for the one-block kernel (the fused loop), with a mask, under `env`."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    gen = torch.Generator().manual_seed(5)
+    b, m, n, k = 3, 300, 300 if sym else 170, 6
+    y = torch.randn(b, m, n, generator=gen, dtype=torch.float64)
+    y[1] *= 4  # the problems stop at different steps
+    mask = torch.rand(b, m, n, generator=gen) > 0.1
+    u0 = 0.1 * torch.randn(b, m, k, generator=gen, dtype=torch.float64)
+    g0 = 0.01 * torch.randn(b, m, n, generator=gen, dtype=torch.float64)
+    args = (1e-3, 3.0, iters, 1e-5)
+    if sym:
+        return ops.rpca_dop_solve(y.cuda(), u0.cuda(), g0.cuda(), g0.cuda(), *args, mask=mask.cuda())
+    v0 = 0.1 * torch.randn(b, n, k, generator=gen, dtype=torch.float64)
+    return ops.rpca_dop_solve_uv(y.cuda(), u0.cuda(), v0.cuda(), g0.cuda(), g0.cuda(), *args, mask=mask.cuda())
+
+
+@pytest.mark.parametrize("sym", [True, False])
+@pytest.mark.parametrize("iters", [7, 16, 50, 400])  # no graph; one plain chunk; 3 graph chunks + 2; many
+def test_fused_loop_graphs_plain_launches_and_aten_loop_agree(monkeypatch, sym, iters):
+    graphs = _large_solve(monkeypatch, sym, {}, iters)
+    plain = _large_solve(monkeypatch, sym, {"DOPFAST_CUDA_GRAPHS": "0"}, iters)
+    aten = _large_solve(monkeypatch, sym, {"DOPFAST_CUDA_GRAPHS": "0", "DOPFAST_CUDA_LOOP": "aten"}, iters)
+    for a, b in zip(graphs, plain):  # the same kernels in the same order: bit for bit
+        assert_close(a.cpu(), b.cpu(), rtol=0, atol=0, equal_nan=True)
+    assert torch.equal(graphs.n_iter.cpu(), aten.n_iter.cpu())
+    for a, b in zip(graphs, aten):
+        assert_close(a.cpu(), b.cpu(), rtol=1e-9, atol=1e-11, equal_nan=True)

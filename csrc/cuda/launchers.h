@@ -33,6 +33,34 @@ bool launch_rpca_solve(bool sym, int64_t batch, int64_t m, int64_t n, int64_t k,
                        T* v, T* g, T* h, double tau, double alpha, int64_t iters, double tol, T* losses,
                        int64_t* n_iter, cudaStream_t stream);
 
+// The large-problem DOP loop's per-step kernels (rpca_loop_kernels.cu; driven by rpca_fused_loop.cpp). Per
+// problem b of a batch, device state: active[b], live[b] (int), loss[b], prev_loss[b], res_step[b],
+// res_theta[b] (double), n_iter[b], and one step index *step (int64) that loop_finish advances.
+// Blocks per problem for a pass over `count` entries of each of `batch` problems.
+int loop_blocks_per_problem(int64_t count, int64_t batch);
+
+// xr holds X = U V^T on entry and R = X + g*g - h*h - y on exit (0 where mask is false); g, h take the step of
+// size `step` where the problem is active. partial: batch * blocks * 3 doubles.
+template <typename T>
+void launch_loop_residual(const T* y, const bool* mask, T* xr, T* g, T* h, int64_t batch, int64_t mn, T step,
+                          int blocks, const int* active, double* partial, cudaStream_t stream);
+
+// The step's loss from the residual pass's partials; live[b] = finite; losses[b * iters + *step] recorded.
+template <typename T>
+void launch_loop_loss(int64_t batch, int blocks, const double* partial, const int* active, int* live, double* loss,
+                      double* res_step, double* res_theta, T* losses, int64_t iters, const int64_t* step,
+                      cudaStream_t stream);
+
+// f -= scale * (grad + grad2) (grad2 may be null) where live; partial: batch * blocks * 2 doubles.
+template <typename T>
+void launch_loop_factor(T* f, const T* grad, const T* grad2, int64_t batch, int64_t count, T scale, int blocks,
+                        const int* live, double* partial, cudaStream_t stream);
+
+// Counts the step, applies the stopping rule (rpca_stopping.h) and advances *step.
+void launch_loop_finish(int64_t batch, int blocks_u, const double* partial_u, int blocks_v, const double* partial_v,
+                        int* active, const int* live, double* prev_loss, const double* loss, const double* res_step,
+                        const double* res_theta, int64_t* n_iter, int64_t* step, double tol, cudaStream_t stream);
+
 enum class SopDtype { f32, f64, f16, bf16 };
 
 // SOP loss step (see sop_kernels.cu): grad (logits' dtype), per-sample losses, the mean loss (float32, or

@@ -1,7 +1,7 @@
 // CUDA rpca_dop_solve / rpca_dop_solve_uv: the one-block-per-problem kernel when a problem fits in shared
-// memory, otherwise the ATen loop (cuBLAS products, batched, converged problems masked out).
+// memory, otherwise the fused loop (cuBLAS products around fused per-step kernels, graph-captured chunks).
 #include "cuda/launchers.h"
-#include "cuda/rpca_aten_loop.h"
+#include "cuda/rpca_fused_loop.h"
 
 #include <ATen/Dispatch.h>
 #include <c10/cuda/CUDAGuard.h>
@@ -32,7 +32,7 @@ RpcaOutputs rpca_solve_cuda_impl(std::string_view op, const at::Tensor& y, const
           out.n_iter.mutable_data_ptr<int64_t>(), c10::cuda::getCurrentCUDAStream());
     });
   }
-  if (!launched) rpca_aten_loop(y3, out, tau, alpha, iters, tol);
+  if (!launched) rpca_fused_loop(y3, out, tau, alpha, iters, tol);
   return finish_rpca(std::move(out), batched);
 }
 

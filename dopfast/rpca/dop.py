@@ -241,12 +241,14 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             for j, i in enumerate(active.tolist()):
                 # DOP runs only as long as the refinement needs: once the rank reads clearly (or the residual
                 # is small), try to certify a refit; a certified problem is done.
-                if finished[j] or done < next_look[i]:
+                if finished[j] or done < next_look[i] or not (refine or k < k_max):
                     continue
                 next_look[i] = done + max(LOOK_FIRST, done // 4)
                 sv = factored_svd(*(f.double() for f in factors(i)), rows)[1]
                 rank_read, gap = _gap(sv, k)
-                narrow = narrow or 2 * rank_read > k
+                # (the width is judged only once the spectrum has left the initialisation level: a flat spectrum
+                # of small random factors reads as a rank near the width)
+                narrow = narrow or (2 * rank_read > k and float(sv[0]) >= CLEAR_GAP * float(sv[-1]))
                 clear = gap >= CLEAR_GAP and 2 * rank_read <= k
                 due = done >= next_try[i] or (clear and rank_read > tried_rank[i])  # or a component has emerged
                 if not refine or not due or not (clear or rel[j] <= REFINE_START):

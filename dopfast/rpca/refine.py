@@ -207,11 +207,14 @@ def _fit_als(y: Tensor, w: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
 
 def _change(du: Tensor, v: Tensor, u_new: Tensor, dv: Tensor, rows: Rows) -> float:
     """How far ``U Vᵀ`` moved in a sweep that changed U by ``du`` (with the old V), then V by ``dv`` (with the
-    new U), relative to the new ``U Vᵀ``: ``√(‖ΔU Vᵀ‖² + ‖U ΔVᵀ‖²) / ‖U Vᵀ‖`` from r × r products only."""
-    gu = rows.sum(u_new.mT @ u_new)
-    moved = float((rows.sum(du.mT @ du) * (v.mT @ v)).sum() + (gu * (dv.mT @ dv)).sum())
+    new U), relative to the new ``U Vᵀ``: ``√(‖ΔU Vᵀ‖² + ‖U ΔVᵀ‖²) / ‖U Vᵀ‖`` (the cross term left out: within
+    √2), from r × r products. Each rank's share is summed in one all-reduce, so every rank branches on the same
+    number."""
+    gu = u_new.mT @ u_new
     v_new = v + dv
-    return math.sqrt(max(moved, 0.0) / max(float((gu * (v_new.mT @ v_new)).sum()), 1e-300))
+    local = torch.stack([((du.mT @ du) * (v.mT @ v)).sum(), (gu * (dv.mT @ dv)).sum(), (gu * (v_new.mT @ v_new)).sum()])
+    moved_u, moved_v, size = rows.sum(local.double()).tolist()
+    return math.sqrt(max(moved_u + moved_v, 0.0) / max(size, 1e-300))
 
 
 def factored_svd(u: Tensor, v: Tensor, rows: Rows) -> tuple[Tensor, Tensor, Tensor]:
@@ -321,8 +324,9 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
     for _ in range(max_outer):
         # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
         # row is undetermined. The certificate below still demands an over-determined clean set.
-        # (clean is {res ≤ threshold} here, so a row or column that already has `need` clean entries gains
-        # nothing: the order statistics are taken only where some row or column is short.)
+        # (A row with `need` entries of {res ≤ threshold} already holds its `need` smallest, and so does such a
+        # column: the order statistics are taken only where some row or column is short. Either way every row
+        # and column ends with at least `need` entries.)
         if bool((clean.sum(1) < need).any()):
             clean = clean | (res <= res.kthvalue(need, dim=1, keepdim=True).values)
         if bool((rows.sum(clean.sum(0)) < need).any()):

@@ -102,3 +102,22 @@ def test_foreground_f1():
     sparse[3, 3] = 0.5
     assert data.foreground_f1(sparse, truth) == pytest.approx(0.5)  # 1 hit, 2 detected, 2 true
     assert data.foreground_f1(np.zeros(3), np.zeros(3)) == 0.0
+
+
+def test_no_attempt_at_the_edge_left_by_a_width_that_grew(monkeypatch):
+    # With the factors starting narrower than the rank, the width grows and, until the new columns grow too,
+    # the spectrum shows a clear gap at the old width: that edge is not a rank to try.
+    monkeypatch.setattr(dop, "WIDTH_START", 8)
+    x, _, y = data.rpca_problem(200, 12, 0.1, seed=6)  # reads rank 8 with gaps of 19-29 at width 16
+    ranks = []
+    real = dop._try_refine
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        ranks.append(None if out is None else (out.rank, out.accepted))
+        return out
+
+    monkeypatch.setattr(dop, "_try_refine", spy)
+    fit = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(200))
+    assert fit.refined[0] and fit.rank[0] == 12 and data.relative_error(fit.low_rank[0], x) < 1e-10
+    assert all(r is None or r[0] != 8 for r in ranks), ranks

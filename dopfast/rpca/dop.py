@@ -41,6 +41,7 @@ CHUNK = 500
 # larger rank reads clearly first (components emerge one after another, the largest first). At n = 1000 (paper
 # data) the gap reads 34 after 40 steps and the refit certifies from there.
 LOOK_FIRST = 20
+QUICK_SWEEPS = 100  # least-squares sweeps an attempt made during DOP may spend
 CLEAR_GAP = 10.0
 REFINE_START = 0.5
 WIDTH_START = 64  # factor width r' when `rank` is not given and min(m, n) is larger; doubled while the rank
@@ -211,6 +212,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     next_look = np.full(b, LOOK_FIRST, dtype=np.int64)  # step counts at which the spectrum of X is read
     next_try = np.zeros(b, dtype=np.int64)  # ... before which no refinement is attempted at a rank already tried
     tried_rank = np.zeros(b, dtype=np.int64)
+    old_width = 0  # the width before the factors last grew
     bar = None
     if verbose and rows.rank == 0:
         from tqdm.auto import tqdm
@@ -249,7 +251,9 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                 # (the width is judged only once the spectrum has left the initialisation level: a flat spectrum
                 # of small random factors reads as a rank near the width)
                 narrow = narrow or (2 * rank_read > k and float(sv[0]) >= CLEAR_GAP * float(sv[-1]))
-                clear = gap >= CLEAR_GAP and 2 * rank_read <= k
+                # (a gap at the width the factors had before they last grew is the edge between the grown old
+                # columns and the new ones still at the initialisation scale, not a rank)
+                clear = gap >= CLEAR_GAP and 2 * rank_read <= k and rank_read != old_width
                 due = done >= next_try[i] or (clear and rank_read > tried_rank[i])  # or a component has emerged
                 if not refine or not due or not (clear or rel[j] <= REFINE_START):
                     continue
@@ -263,7 +267,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                 grown = min(2 * k, k_max)
                 u = torch.cat([u, draw(16 + 2 * grown, u_rows, m, grown - k)], dim=2)
                 v = None if psd else torch.cat([v, draw(17 + 2 * grown, slice(0, n), n, grown - k)], dim=2)
-                k = grown
+                k, old_width = grown, k
             converged[active[finished].numpy()] = True
             if bar is not None:
                 bar.update(steps)
@@ -367,8 +371,9 @@ def _one_thread(enabled: bool):
 def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, observed: Tensor | None,
                 quick: bool):
     """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
-    stands). A quick attempt (during DOP) has a smaller sweep budget: it is retried later anyway."""
-    budget = dict(max_sweeps=40) if quick else {}
+    stands). A quick attempt (during DOP) has a smaller sweep budget (QUICK_SWEEPS in all; a certified one takes
+    15-50): it is retried later anyway."""
+    budget = dict(max_sweeps=40, max_total=QUICK_SWEEPS) if quick else {}
     # In float64 whatever the DOP phase ran in; "exact" is judged at the data's own precision (float32 data
     # carries rounding errors of ~1e-7 that no low-rank matrix fits).
     fit_tol = max(1e-9, 64 * torch.finfo(y.dtype).eps)

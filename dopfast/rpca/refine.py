@@ -112,6 +112,7 @@ def _times(a: Tensor, b: Tensor) -> Tensor:
 
 
 IMPUTE_MIN_RANK = 8
+LEAST_SQUARES_MAX_RANK = 32  # above it a least-squares sweep costs > 8 imputation sweeps: no handover
 SLOW_RATE = 0.5  # an imputation sweep shrinking the change by less than this hands over to least squares
 
 
@@ -125,8 +126,8 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     ``E = clean ∘ (y − U Vᵀ)``; four m × n × r products, monotone in the objective). With 10% of the entries
     left out each sweep shrinks the error several-fold; where it shrinks it by less than :data:`SLOW_RATE`
     (rows or columns mostly left out), the exact per-row least squares of :func:`_fit_als` (two products of
-    m × n × r(r+1)/2 per sweep) take over; below rank :data:`IMPUTE_MIN_RANK` they do all the sweeps (as
-    cheap, and fewer). Sweeps end when ``U Vᵀ`` changes by less than ``tol`` relative.
+    m × n × r(r+1)/2 per sweep) take over up to rank :data:`LEAST_SQUARES_MAX_RANK`; below rank
+    :data:`IMPUTE_MIN_RANK` they do all the sweeps (as cheap, and fewer). Sweeps end when ``U Vᵀ`` changes by less than ``tol`` relative.
 
     With ``stall_above``, the sweeps also end once the clean entries' relative residual, still above that
     level, has fallen by less than half over the last three sweeps: a rank below the truth settles at the
@@ -152,7 +153,7 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
         v = v + dv
         if changes[-1] < tol:
             return u, v, sweeps, False
-        if len(changes) >= 4 and changes[-1] > SLOW_RATE ** 2 * changes[-3]:
+        if u.shape[1] <= LEAST_SQUARES_MAX_RANK and len(changes) >= 4 and changes[-1] > SLOW_RATE ** 2 * changes[-3]:
             u, v, more, stalled = _fit_als(y, w, u, v, rows, max_sweeps - sweeps, tol, stall_above, y_clean,
                                            history)
             return u, v, sweeps + more, stalled
@@ -244,7 +245,8 @@ def _local_max(t: Tensor, empty: float = 0.0) -> Tensor:
 
 
 def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | None = None,
-                    max_rank: int | None = None, max_outer: int = 12, max_sweeps: int = 200, fit_tol: float = 1e-9,
+                    max_rank: int | None = None, max_outer: int = 12, max_sweeps: int = 200, max_total: int = 2400,
+                    fit_tol: float = 1e-9,
                     gap: float = 100.0, observed: Tensor | None = None) -> Refinement:
     """Refine DOP's low-rank estimate ``U Vᵀ`` of ``y``. See the module docstring.
 
@@ -270,12 +272,14 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
     top = spectral_gap_rank(s, max_rank)
     if top == 0:
         return Refinement(x_dop, 0, False, "zero low-rank estimate", 0)
-    best = _refit(y, x_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed)
+    best = _refit(y, x_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
+                  max_total=max_total)
     sweeps = best.sweeps
     if not best.accepted and top > 1:
         # The gap may sit one component late (a trailing component of an unconverged X̃ that the truth lacks):
         # a rank-(r̂+1) fit is not unique, and in the PSD model its projection need not fit exactly.
-        second = _refit(y, x_dop, left, s, zh, top - 1, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed)
+        second = _refit(y, x_dop, left, s, zh, top - 1, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
+                        max_total=max_total)
         sweeps += second.sweeps
         if second.accepted:
             best, top = second, top - 1
@@ -302,7 +306,7 @@ def _residual(y: Tensor, x: Tensor, observed: Tensor | None) -> Tensor:
 
 def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool, rows: Rows,
            max_outer: int, max_sweeps: int, fit_tol: float, gap: float, observed: Tensor | None,
-           probe: bool = False) -> Refinement:
+           probe: bool = False, max_total: int | None = None) -> Refinement:
     """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (whose SVD is ``left, s, zh``).
 
     While the support moves, a fit ends early only when it crawls (:data:`SLOW_SWEEPS`): its clean set may
@@ -321,7 +325,10 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
     total_sweeps = 0
     stable = False
     need = min(r + 2, m, n)
+    budget = max_outer * max_sweeps if max_total is None else max_total  # sweeps for the whole attempt
     for _ in range(max_outer):
+        if total_sweeps >= budget:
+            break  # out of sweeps before the support held: no certificate
         # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
         # row is undetermined. The certificate below still demands an over-determined clean set.
         # (A row with `need` entries of {res ≤ threshold} already holds its `need` smallest, and so does such a
@@ -335,7 +342,8 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
         # While the support may still move, the fit need only be well below the threshold that re-reads it;
         # once it holds, the fit is finished to full precision below.
         inner_tol = max(1e-14, 1e-3 * threshold / max(scale, 1e-300))
-        u, v, sweeps, stalled = _fit(y, clean, u, v, rows, max_sweeps, inner_tol, stall_above if probe else math.inf)
+        u, v, sweeps, stalled = _fit(y, clean, u, v, rows, min(max_sweeps, budget - total_sweeps), inner_tol,
+                                     stall_above if probe else math.inf)
         total_sweeps += sweeps
         if stalled and probe:
             break  # this rank cannot fit the clean entries: no certificate
@@ -344,14 +352,18 @@ def _refit(y: Tensor, x0: Tensor, left: Tensor, s: Tensor, zh: Tensor, r: int, p
             break  # nothing left to fit (e.g. every entry missing): no certificate
         # The threshold follows the clean entries' residual scale down, by at most 10x per round, so that a
         # corruption still pulling the fit cannot make many clean entries look corrupted at once.
+        previous = threshold
         threshold = max(10 * rows.median(res[clean]) / 0.6745 + 1e-12 * scale, 0.1 * threshold)
         new_clean = res <= threshold
         stable = rows.all(torch.equal(new_clean, clean))
         if stable:
             break
+        if stalled and threshold > 0.5 * previous:
+            break  # the fit crawls and the residual scale has stopped falling: a rank below the truth
         clean = new_clean
     if stable:  # the support holds: fit it to full precision (the certificate below reads this fit)
-        u, v, sweeps, _ = _fit(y, clean, u, v, rows, max_sweeps, 1e-14, stall_above)
+        u, v, sweeps, _ = _fit(y, clean, u, v, rows, max(1, min(max_sweeps, budget - total_sweeps)), 1e-14,
+                               stall_above)
         total_sweeps += sweeps
     if psd:
         u, v = _psd_part(u, v, rows)

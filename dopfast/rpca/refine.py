@@ -127,7 +127,8 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     left out each sweep shrinks the error several-fold; where it shrinks it by less than :data:`SLOW_RATE`
     (rows or columns mostly left out), the exact per-row least squares of :func:`_fit_als` (two products of
     m × n × r(r+1)/2 per sweep) take over up to rank :data:`LEAST_SQUARES_MAX_RANK`; below rank
-    :data:`IMPUTE_MIN_RANK` they do all the sweeps (as cheap, and fewer). Sweeps end when ``U Vᵀ`` changes by less than ``tol`` relative.
+    :data:`IMPUTE_MIN_RANK` they do all the sweeps (as cheap, and fewer). Sweeps end when ``U Vᵀ`` changes
+    by less than ``tol`` relative.
 
     With ``stall_above``, the sweeps also end once the clean entries' relative residual, still above that
     level, has fallen by less than half over the last three sweeps: a rank below the truth settles at the

@@ -17,33 +17,20 @@ from __future__ import annotations
 
 import argparse
 import csv
-import time
-import warnings
 from pathlib import Path
 
 import _common
 import torch
 
-from dopfast import RobustPCA
-from dopfast.bench.rpca import Trace, altproj_trace, pcp_trace, tensorly_trace
-from dopfast.rpca import relative_error, rpca_problem
+from dopfast.bench.rpca import altproj_trace, pcp_trace, tensorly_trace, timed_fit
+from dopfast.rpca import rpca_problem
 
 TARGET = 1e-4
 
 
-def timed_fit(x_true, y, psd, **kw):
-    t0 = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        est = RobustPCA(model="psd" if psd else "general", random_state=0, **kw).fit(y)
-    trace = Trace()
-    trace.add(time.perf_counter() - t0, relative_error(est.low_rank_, x_true))
-    return trace
-
-
 def dop_steps(x_true, y, psd, budget) -> int:
     """As many DOP steps as fit in the budget (timed on 20 steps), at most 3,000."""
-    per_step = timed_fit(x_true, y, psd, refine=False, max_iter=20).elapsed / 20
+    per_step = timed_fit(x_true, y, psd, refine=False, max_iter=20)[0].elapsed / 20
     return max(20, min(3000, int(budget / per_step)))
 
 
@@ -52,10 +39,6 @@ def _shape(text: str) -> tuple[str, int]:
     if kind not in ("square", "tall") or not n.isdigit() or int(n) < 10:
         raise argparse.ArgumentTypeError(f"expected square:N or tall:N with N >= 10, got {text!r}")
     return kind, int(n)
-
-
-def first_hit(trace: Trace):
-    return next((s for s, e in trace.points if e <= TARGET), None)
 
 
 def main() -> None:
@@ -84,16 +67,16 @@ def main() -> None:
         psd, r = kind == "square", max(5, n // 50)
         x_true, _, y = rpca_problem(n, r, 0.1, seed=0, m=None if psd else 4 * n)
         runs = {
-            "default (rank not given)": lambda: timed_fit(x_true, y, psd, tol=1e-4),
+            "default (rank not given)": lambda: timed_fit(x_true, y, psd, tol=1e-4)[0],
             "pure DOP (refine=False)": lambda: timed_fit(x_true, y, psd, refine=False, tol=1e-4,
-                                                         max_iter=dop_steps(x_true, y, psd, args.budget)),
+                                                         max_iter=dop_steps(x_true, y, psd, args.budget))[0],
             "PCP (ADMM)": lambda: pcp_trace(x_true, y, args.budget, psd=psd),
             f"AltProj-class, rank {r} given": lambda: altproj_trace(x_true, y, r, args.budget),
             "tensorly robust_pca": lambda: tensorly_trace(x_true, y, args.budget),
         }
         for name, run in runs.items():
             trace = run()
-            hit = first_hit(trace)
+            hit = trace.time_to(TARGET)
             rows.append([kind, f"{y.shape[0]}×{y.shape[1]}", n, name, "—" if hit is None else round(hit, 3),
                          f"{trace.points[-1][1]:.1e}", round(trace.elapsed, 3)])
             print(" | ".join(str(v) for v in rows[-1]), flush=True)

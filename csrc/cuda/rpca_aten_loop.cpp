@@ -1,6 +1,7 @@
-// The DOP loop written with ATen ops (batched cuBLAS products, elementwise passes): the CUDA path for problems
-// too large for the one-block kernel. Same contract as the kernels: sums in double, per-problem stopping by the
-// rule of rpca_stopping.h, and after a non-finite step g, h keep that step while U, V do not.
+// The DOP loop written with ATen ops (batched cuBLAS products, elementwise passes): what the fused loop of
+// rpca_fused_loop.cpp is checked against, and its fallback (DOPFAST_CUDA_LOOP=aten). Same contract as the kernels: sums
+// in double, per-problem stopping by the rule of rpca_stopping.h, and after a non-finite step g, h keep that step while
+// U, V do not.
 #include <ATen/TensorOperators.h>
 #include <ATen/ops/abs.h>
 #include <ATen/ops/any.h>

@@ -114,11 +114,14 @@ void rpca_fused_loop(const at::Tensor& y, RpcaOutputs& out, double tau, double a
       };
       int64_t done = 0;
       bool more = true;
-      auto plain_chunk = [&] {  // up to kChunk steps launched one by one, then the host's one look
+      auto look = [&] {  // the host's one look per chunk (none after the last)
+        if (done < iters) more = active.any().item<bool>();
+      };
+      auto plain_chunk = [&] {  // up to kChunk steps launched one by one
         const int64_t count = std::min(kChunk, iters - done);
         for (int64_t s = 0; s < count; ++s) one_step();
         done += count;
-        if (done < iters) more = active.any().item<bool>();
+        look();
       };
       // The first chunk runs plainly: it creates the cuBLAS handle and loads the kernels outside any capture.
       plain_chunk();
@@ -146,7 +149,7 @@ void rpca_fused_loop(const at::Tensor& y, RpcaOutputs& out, double tau, double a
         while (captured && more && done + kChunk <= iters) {
           graph.replay();
           done += kChunk;
-          if (done < iters) more = active.any().item<bool>();
+          look();
         }
         side.synchronize();  // the graph's memory goes back to the allocator with it
       }

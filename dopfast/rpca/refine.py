@@ -246,8 +246,8 @@ def _local_max(t: Tensor, empty: float = 0.0) -> Tensor:
 
 
 def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | None = None,
-                    max_rank: int | None = None, max_outer: int = 12, max_sweeps: int = 200, max_total: int = 2400,
-                    fit_tol: float = 1e-9,
+                    max_rank: int | None = None, max_outer: int = 12, max_sweeps: int = 200,
+                    max_total: int | None = None, fit_tol: float = 1e-9,
                     gap: float = 100.0, observed: Tensor | None = None) -> Refinement:
     """Refine DOP's low-rank estimate ``U Vᵀ`` of ``y``. See the module docstring.
 

@@ -401,7 +401,7 @@ def _refine(fit: DopFit, yn: Tensor, factors, sc: Tensor, psd: bool, k: int, zer
         if r is None:
             continue
         fit.rank[i] = r.rank
-        if r.accepted and rows.all(bool(torch.isfinite(r.low_rank).all())):
+        if r.accepted and rows.all(bool(torch.isfinite(torch.stack(torch.aminmax(r.low_rank))).all())):
             low[i] = r.low_rank * sc[i]
             fit.refined[i] = True
     refit_sparse = yn * sc - low

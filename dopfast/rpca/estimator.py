@@ -191,17 +191,21 @@ class RobustPCA:
         seen = None if mask is None else self._mask(mask, t)
 
         def finite(a: Tensor) -> bool:  # where observed
-            ok = torch.isfinite(a)
-            return bool((ok if seen is None else ok | ~seen).all())
+            if not a.is_floating_point():
+                return True
+            if seen is None:  # NaN and ±inf show in the extremes: no m × n temporary
+                return bool(torch.isfinite(torch.stack(torch.aminmax(a))).all())
+            return bool((torch.isfinite(a) | ~seen).all())
 
         if not finite(t):
             raise ValueError("RobustPCA.fit: Y contains NaN or infinite entries" + (
                 "; to treat them as missing pass mask=~np.isnan(Y)" if mask is None else " where mask is true"))
-        t = t.to(device=device, dtype=dtype)
+        converted = t.to(device=device, dtype=dtype)
         if seen is not None:
             seen = seen.to(device)
-        if not finite(t):
+        if converted.dtype != t.dtype and not finite(converted):
             raise ValueError(f"RobustPCA.fit: Y's entries overflow {dtype}; pass dtype='float64'")
+        t = converted
         if seen is not None:
             t = t.masked_fill(~seen, 0)
         batch = (lambda a: a) if t.dim() == 3 else (lambda a: a.unsqueeze(0))

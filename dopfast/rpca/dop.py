@@ -7,8 +7,8 @@ and run with ``τ = 0.25`` (so the effective step is ``0.25 / c``), from ``U ~ N
 (every entry) with ``σ = init_scale·√(‖Y/c‖₂ / max(m, n))``. The paper draws g at random too, but each entry
 of g and h evolves on its own, multiplied each step by ``1 ∓ ατ r_ij``: a random start only staggers when
 the entries' corruptions emerge, and a constant one saves an m × n draw (0.1 s at 19200 × 200). The two
-terms of c bound the curvature of the loss in U (≈ 2‖X‖₂ near a solution) and in g, h (≈ 2α|s| for the α-scaled step), so the rule keeps both steps a fixed fraction below
-their stability limits. Because the DOP iteration is exactly scale-equivariant (Y → cY, U → √c U,
+terms of c bound the curvature of the loss in U (≈ 2‖X‖₂ near a solution) and in g, h (≈ 2α|s| for the
+α-scaled step), so the rule keeps both steps a fixed fraction below their stability limits. Because the DOP iteration is exactly scale-equivariant (Y → cY, U → √c U,
 g → √c g, τ → τ/c), scaling Y by 1000 gives the same iterates up to that scaling, and the same rule serves
 n = 50 and n = 2000. On the paper's n = 50 data its effective τ is about 3e-3, 30× the paper's 1e-4.
 Every norm is taken after dividing by ``max|Y|``, so data near the floating-point range's ends neither

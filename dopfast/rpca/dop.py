@@ -2,17 +2,16 @@
 the certified refinement, on a batch ``(B, m, n)`` of problems. :class:`dopfast.RobustPCA` is a thin
 scikit-learn shell over :func:`fit_dop`; benchmarks and experiments call it (or :func:`step_scale`) directly.
 
-Step-size rule (``step=None``). Each problem is divided by ``c = max(‖Y‖₂, α·max|Y|)`` (:func:`step_scale`)
-and run with ``τ = 0.25`` (so the effective step is ``0.25 / c``), from ``U ~ N(0, σ²)`` and ``g = h = σ``
-(every entry) with ``σ = init_scale·√(‖Y/c‖₂ / max(m, n))``. The paper draws g at random too, but each entry
-of g and h evolves on its own, multiplied each step by ``1 ∓ ατ r_ij``: a random start only staggers when
-the entries' corruptions emerge, and a constant one saves an m × n draw (0.1 s at 19200 × 200). The two
-terms of c bound the curvature of the loss in U (≈ 2‖X‖₂ near a solution) and in g, h (≈ 2α|s| for the
-α-scaled step), so the rule keeps both steps a fixed fraction below their stability limits. Because the DOP iteration is exactly scale-equivariant (Y → cY, U → √c U,
-g → √c g, τ → τ/c), scaling Y by 1000 gives the same iterates up to that scaling, and the same rule serves
-n = 50 and n = 2000. On the paper's n = 50 data its effective τ is about 3e-3, 30× the paper's 1e-4.
-Every norm is taken after dividing by ``max|Y|``, so data near the floating-point range's ends neither
-overflows nor underflows.
+Step-size rule (``step=None``). Each problem is divided by ``c = max(‖Y‖₂, α·max|Y|)`` (:func:`step_scale`) and run
+with ``τ = 0.25`` (so the effective step is ``0.25 / c``), from ``U ~ N(0, σ²)`` and ``g = h = σ`` (every entry)
+with ``σ = init_scale·√(‖Y/c‖₂ / max(m, n))``. The paper draws g at random too, but each entry of g and h evolves on
+its own, multiplied each step by ``1 ∓ ατ r_ij``: a random start only staggers when the entries' corruptions emerge,
+and a constant one saves an m × n draw (0.1 s at 19200 × 200). The two terms of c bound the curvature of the loss in
+U (≈ 2‖X‖₂ near a solution) and in g, h (≈ 2α|s| for the α-scaled step), so the rule keeps both steps a fixed
+fraction below their stability limits. Because the DOP iteration is exactly scale-equivariant (Y → cY, U → √c U, g →
+√c g, τ → τ/c), scaling Y by 1000 gives the same iterates up to that scaling, and the same rule serves n = 50 and n
+= 2000. On the paper's n = 50 data its effective τ is about 3e-3, 30× the paper's 1e-4. Every norm is taken after
+dividing by ``max|Y|``, so data near the floating-point range's ends neither overflows nor underflows.
 
 Stopping: after every chunk of steps, when the relative residual ``‖X + s − Y‖_F / ‖Y‖_F ≤ tol`` (the
 constraint of eq. 8 that DOP satisfies in the limit), or after ``max_iter`` steps. A NaN/Inf loss or a loss

@@ -67,10 +67,10 @@ def test_spectral_norm_iteration_matches_the_svd(shape):
     y = torch.randn(*shape, generator=gen, dtype=torch.float64)
     y += 3 * torch.randn(shape[0], 3, generator=gen, dtype=torch.float64) @ torch.randn(3, shape[1], generator=gen,
                                                                                            dtype=torch.float64)
-    est = dop._spectral_norm(y[None], Rows(shape[0]))
+    est = dop._spectral_norm(y[None], Rows(shape[0]), exact_up_to=0)  # the iteration whatever the size
     exact = torch.linalg.matrix_norm(y, ord=2)
-    assert float(est[0]) <= float(exact) * (1 + 1e-12)  # a Ritz value: never above
-    assert abs(float(est[0]) / float(exact) - 1) < 1e-8
+    assert float(est[0]) <= float(exact) * (1 + 1e-6)  # a Ritz value: never above, but for float32 rounding
+    assert abs(float(est[0]) / float(exact) - 1) < 1e-4
 
 
 def test_float64_data_is_refined_in_float64_after_a_float32_dop_phase():

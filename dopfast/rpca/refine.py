@@ -12,9 +12,9 @@ The refit keeps the entries judged clean, fits a rank-r̂ matrix ``U Vᵀ`` to t
 m × n × r̂ products each; exact alternating least squares, where each row of U, then of V, is an r̂ × r̂
 least-squares problem, at small rank or where the sweeps are slow), re-reads the support from the new
 residuals (clean residuals fall to ~1e-12, corruptions keep their size) and repeats until the support stops
-changing. While the support moves, each fit runs only until it changes by less than 1e-3 of the threshold
-that re-reads the support; the stable support is then fitted to full precision. On exactly recoverable data
-this reaches the truth to ~1e-12.
+changing. While the support moves, each fit runs only until it changes by less than 3% of the threshold
+that re-reads the support (in float32 while that is above 1e-4 of max|y|); the stable support is then fitted
+to full precision in float64. On exactly recoverable data this reaches the truth to ~1e-12.
 
 It is accepted only with a certificate that the refit gives itself, never by comparison with the DOP iterate
 (a lower convex objective than an unconverged iterate certifies nothing):
@@ -118,7 +118,8 @@ SLOW_RATE = 0.5  # an imputation sweep shrinking the change by less than this ha
 
 
 def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float,
-         stall_above: float | None = None, scratch: tuple[Tensor, Tensor] | None = None):
+         stall_above: float | None = None, scratch: tuple[Tensor, Tensor] | None = None,
+         y_norm: float | None = None):
     """The rank-r least-squares fit ``min ‖clean ∘ (U Vᵀ − y)‖`` from (U, V): returns ``(u, v, sweeps,
     stalled)``.
 
@@ -135,10 +136,15 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     level, has fallen by less than half over the last three sweeps: a rank below the truth settles at the
     size of the components it lacks, while an exact fit keeps falling geometrically.
 
-    ``scratch``: two tensors like ``y`` the fit may overwrite (for the weights and the residual)."""
+    ``scratch``: two tensors like ``y`` the fit may overwrite (for the weights and the residual). ``y_norm``:
+    what the residual is relative to, in place of the clean entries' norm (a round's fit, which only reads
+    the residual's trend, passes the whole matrix's)."""
     w, e = scratch if scratch is not None else (torch.empty_like(y), torch.empty_like(y))
     w.copy_(clean)
-    y_clean = max(rows.norm(torch.mul(y, w, out=e)), 1e-300) if stall_above is not None else 1.0
+    if y_norm is not None:
+        y_clean = y_norm
+    else:
+        y_clean = max(rows.norm(torch.mul(y, w, out=e)), 1e-300) if stall_above is not None else 1.0
     history: list[float] = []
     if u.shape[1] < IMPUTE_MIN_RANK:
         return _fit_als(y, w, u, v, rows, max_sweeps, tol, stall_above, y_clean, history, e)
@@ -309,8 +315,10 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
     return Refinement(best.low_rank, best.rank, True, best.reason, sweeps)
 
 
-FIT_BELOW = 3e-2
-THRESHOLD_FALL = 0.1
+FIT_BELOW = 3e-2  # a round's fit ends when U Vᵀ changes by less than this fraction of the threshold
+FINAL_TOL = 1e-12  # the change in U Vᵀ, relative, at which the final fit ends (errors of ~1e-13 at n = 1000)
+SINGLE_ABOVE = 1e-4  # a round whose fit need not go below this (relative to max|y|) runs in float32
+THRESHOLD_FALL = 0.1  # the most the threshold falls in one round
 SAMPLE = 1 << 16  # entries a residual scale is read from
 
 
@@ -356,6 +364,8 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
     u, v = left[:, :r] * root, zh[:r].mT * root
     seen = torch.ones_like(y, dtype=torch.bool) if observed is None else observed
     scratch = (torch.empty_like(y), torch.empty_like(y))  # the fits' working space, reused by every round
+    single = None  # y and the working space in float32, for the coarse rounds
+    y_whole = max(rows.norm(y), 1e-300)
     res = _residual(y, x0, observed, torch.empty_like(y))
     threshold = 5 * _typical(res, seen, rows) / 0.6745
     clean = res <= threshold
@@ -383,12 +393,20 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
         clean = clean & seen
         # While the support may still move, the fit need only be well below the threshold that re-reads it;
         # once it holds, the fit is finished to full precision below.
-        inner_tol = max(1e-14, FIT_BELOW * threshold / max(scale, 1e-300))
-        u, v, sweeps, stalled = _fit(y, clean, u, v, rows, min(max_sweeps, budget - total_sweeps), inner_tol,
-                                     stall_above if probe else math.inf, scratch)
+        inner_tol = max(FINAL_TOL, FIT_BELOW * threshold / max(scale, 1e-300))
+        args = (rows, min(max_sweeps, budget - total_sweeps), inner_tol, stall_above if probe else math.inf)
+        y_norm = None if probe else y_whole
+        if inner_tol >= SINGLE_ABOVE and y.dtype == torch.float64:
+            if single is None:
+                y32 = y.float()
+                single = (y32, (torch.empty_like(y32), torch.empty_like(y32)))
+            u, v, sweeps, stalled = _fit(single[0], clean, u.float(), v.float(), *args, single[1], y_norm)
+            u, v = u.double(), v.double()
+        else:
+            u, v, sweeps, stalled = _fit(y, clean, u, v, *args, scratch, y_norm)
         total_sweeps += sweeps
-        if stalled and probe:
-            break  # this rank cannot fit the clean entries: no certificate
+        if stalled and probe:  # this rank cannot fit the clean entries: no certificate
+            return Refinement(None, r, False, "no certificate (the fit stalls: a rank below the truth)", total_sweeps)
         res = _residual(y, (u, v.mT), observed, res)
         if rows.count(clean) == 0:
             break  # nothing left to fit (e.g. every entry missing): no certificate
@@ -404,7 +422,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
             break  # the fit crawls and the residual scale has stopped falling: a rank below the truth
         clean = new_clean
     if stable:  # the support holds: fit it to full precision (the certificate below reads this fit)
-        u, v, sweeps, _ = _fit(y, clean, u, v, rows, max(1, min(max_sweeps, budget - total_sweeps)), 1e-14,
+        u, v, sweeps, _ = _fit(y, clean, u, v, rows, max(1, min(max_sweeps, budget - total_sweeps)), FINAL_TOL,
                                stall_above, scratch)
         total_sweeps += sweeps
     if psd:

@@ -46,6 +46,7 @@ LOOK_FIRST = 20
 LOOK_EVERY = 10
 QUICK_SWEEPS = 100  # least-squares sweeps an attempt made during DOP may spend
 CLEAR_GAP = 5.0
+STRONG_GAP = 100.0
 LEFT_INIT = 10.0  # the spectrum has left the initialisation level once sv[0] is this many times sv[-1]
 REFINE_START = 0.5
 WIDTH_START = 64  # factor width r' when `rank` is not given and min(m, n) is larger; doubled while the rank
@@ -260,7 +261,9 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                 narrow = narrow or (2 * rank_read > k and float(sv[0]) >= LEFT_INIT * float(sv[-1]))
                 # (a gap at the width the factors had before they last grew is the edge between the grown old
                 # columns and the new ones still at the initialisation scale, not a rank)
-                clear = gap >= CLEAR_GAP and 2 * rank_read <= k and rank_read != old_width
+                # (a rank above half the width reads clearly only from a large gap; the width grows meanwhile)
+                clear = (gap >= CLEAR_GAP and (2 * rank_read <= k or gap >= STRONG_GAP)
+                         and rank_read != old_width)
                 due = done >= next_try[i] or (clear and rank_read > tried_rank[i])  # or a component has emerged
                 if not refine or not due or not (clear or rel[j] <= REFINE_START):
                     continue

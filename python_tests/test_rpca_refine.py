@@ -121,3 +121,35 @@ def test_no_attempt_at_the_edge_left_by_a_width_that_grew(monkeypatch):
     fit = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(200))
     assert fit.refined[0] and fit.rank[0] == 12 and data.relative_error(fit.low_rank[0], x) < 1e-10
     assert all(r is None or r[0] != 8 for r in ranks), ranks
+
+
+def test_the_residual_scale_is_read_from_a_sample_that_visits_every_column():
+    # 4096 × 64 entries: every 5th (4 would visit only the columns 0, 4, 8, ..., where these residuals are 0).
+    cols = (torch.arange(64) % 4).to(torch.float64).expand(4096, 64).contiguous()
+    everywhere = torch.ones(4096, 64, dtype=torch.bool)
+    assert refine._typical(cols, everywhere, Rows(4096)) in (1.0, 2.0)
+    gen = torch.Generator().manual_seed(7)
+    res = torch.randn(600, 300, generator=gen, dtype=torch.float64).abs()
+    where = torch.rand(600, 300, generator=gen) > 0.1
+    assert abs(refine._typical(res, where, Rows(600)) / float(res[where].median()) - 1) < 0.03
+    small = res[:100, :100].contiguous()  # at most SAMPLE entries: the exact median
+    assert refine._typical(small, where[:100, :100], Rows(100)) == float(small[where[:100, :100]].median())
+
+
+def test_coarse_rounds_in_float32_reach_the_same_certified_refit(monkeypatch):
+    x, _, y = data.rpca_problem(150, 6, 0.1, seed=8)
+    real, dtypes = refine._fit, []
+
+    def spy(y, *args, **kwargs):
+        dtypes.append(y.dtype)
+        return real(y, *args, **kwargs)
+
+    monkeypatch.setattr(refine, "_fit", spy)
+    mixed = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(150))
+    assert torch.float32 in dtypes and dtypes[-1] == torch.float64  # coarse rounds single, the rest double
+    monkeypatch.setattr(refine, "SINGLE_ABOVE", math.inf)
+    dtypes.clear()
+    double = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(150))
+    assert set(dtypes) == {torch.float64}
+    for fit in (mixed, double):
+        assert fit.refined[0] and fit.rank[0] == 6 and data.relative_error(fit.low_rank[0], x) < 1e-10

@@ -32,7 +32,8 @@ again.
 
 Everything works from the factors (``X̃ = U Vᵀ``, U by rows, V whole) and through :class:`Rows`, so the same
 code refines a matrix held by one process or split by rows over a process group: the SVD of X̃ is a
-tall-skinny QR of U and an SVD of the small ``R Vᵀ``; the medians and column order statistics are exact
+tall-skinny QR of U and an SVD of the small ``R Vᵀ``; the medians (of a strided sample of the residuals,
+which the sample makes the same however the rows are split) and column order statistics are exact
 collective selections; the V half of each least-squares sweep sums per-column normal equations over ranks.
 """
 

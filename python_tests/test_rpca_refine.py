@@ -153,3 +153,21 @@ def test_coarse_rounds_in_float32_reach_the_same_certified_refit(monkeypatch):
     assert set(dtypes) == {torch.float64}
     for fit in (mixed, double):
         assert fit.refined[0] and fit.rank[0] == 6 and data.relative_error(fit.low_rank[0], x) < 1e-10
+
+
+def test_spectral_norm_iteration_under_a_float64_default_dtype():
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        y = torch.randn(300, 200, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        est = dop._spectral_norm(y[None], Rows(300), exact_up_to=0)
+    finally:
+        torch.set_default_dtype(before)
+    assert abs(float(est[0]) / float(torch.linalg.matrix_norm(y, ord=2)) - 1) < 1e-4
+
+
+def test_unrefined_low_rank_is_its_own_array():
+    _, _, y = data.rpca_problem(30, 2, 0.1, seed=2)
+    fit = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(30), max_iter=5, refine=False)
+    assert fit.low_rank.data_ptr() != fit.dop_low_rank.data_ptr()
+    assert torch.equal(fit.low_rank, fit.dop_low_rank)

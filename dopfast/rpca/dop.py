@@ -35,13 +35,13 @@ from .rows import Rows
 STEP_FRACTION = 0.25
 CHUNK = 500
 # When the refinement is attempted. Only a certified refit is accepted, so an early attempt costs time, never
-# accuracy. The spectrum of X is read after LOOK_FIRST steps and then every max(LOOK_EVERY, steps / 4) steps
-# (a read is a QR of the thin factor: 5 ms at n = 1000); an attempt is made once the largest ratio between
-# consecutive singular values (the gap that gives the rank) reaches CLEAR_GAP at a rank at most half the width,
-# or once the relative residual ||X + s - Y|| / ||Y|| is below REFINE_START. After a failed attempt the next one
-# waits until the step count has doubled, unless a larger rank reads clearly first (components emerge one after
-# another, the largest first). At n = 1000 (paper data) the gap reads 1.5 after 20 steps, 6 after 30 and 34
-# after 40; the refit certifies from 30.
+# accuracy. The spectrum of X is read after LOOK_FIRST steps and then every max(LOOK_EVERY, steps / 4) steps (a read
+# is a QR of the thin factor: 5 ms at n = 1000); an attempt is made once the largest ratio between consecutive
+# singular values (the gap that gives the rank) reaches CLEAR_GAP at a rank at most half the width (STRONG_GAP above
+# half of it, while the width grows), or once the relative residual ||X + s - Y|| / ||Y|| is below REFINE_START.
+# After a failed attempt the next one waits until the step count has doubled, unless a larger rank reads clearly
+# first (components emerge one after another, the largest first). At n = 1000 (paper data) the gap reads 1.5 after
+# 20 steps, 6 after 30 and 34 after 40; the refit certifies from 30.
 LOOK_FIRST = 20
 LOOK_EVERY = 10
 QUICK_SWEEPS = 100  # least-squares sweeps an attempt made during DOP may spend
@@ -104,7 +104,8 @@ def _spectral_norm(y: Tensor, rows: Rows, max_iter: int = 100, tol: float = 1e-5
     out = []
     for yi in y:
         yi = yi.float()
-        q = torch.linalg.qr(torch.randn(n, min(n, 16), generator=torch.Generator().manual_seed(0))).Q.to(yi.device)
+        q = torch.linalg.qr(torch.randn(n, min(n, 16), generator=torch.Generator().manual_seed(0),
+                                        dtype=torch.float32)).Q.to(yi.device)
         top = prev = 0.0
         for _ in range(max_iter):
             z = rows.sum(yi.mT @ (yi @ q))  # YᵀY q
@@ -299,6 +300,8 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                  step=(tau / scale.cpu().double()).numpy(), rank=None, refined=None)
     if refine:
         _refine(fit, y, yn, factors, sc, psd, k, zero, certified, rows, mask)
+    if fit.low_rank is fit.dop_low_rank:  # nothing refined: the user gets two arrays, not one twice
+        fit.low_rank = fit.low_rank.clone()
     return fit
 
 

@@ -50,7 +50,7 @@ from .rows import Rows
 
 @dataclass
 class Refinement:
-    low_rank: Tensor
+    low_rank: Tensor | None  # None only inside _refit's result when it is not accepted
     rank: int
     accepted: bool
     reason: str
@@ -89,15 +89,21 @@ def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
     trace = gram.diagonal(dim1=1, dim2=2).sum(-1)
     empty = trace == 0
     eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
-    ridge = torch.where(empty, torch.ones_like(trace), 1e-13 * trace)
+    ridge = torch.where(empty, torch.ones_like(trace), _ridge(gram.dtype) * trace)
     f = torch.linalg.solve(gram + ridge[:, None, None] * eye, rhs.unsqueeze(-1)).squeeze(-1)
     return f.masked_fill(empty[:, None], 0)
+
+
+def _ridge(dtype: torch.dtype) -> float:
+    """The ridge relative to a Gram matrix's trace: 1e-13, or 16 ulps where the dtype resolves no less (the
+    float32 coarse rounds: a row with only r observed entries has a singular Gram matrix)."""
+    return max(1e-13, 16 * torch.finfo(dtype).eps)
 
 
 def _small_solve(gram: Tensor, rhs: Tensor) -> Tensor:
     """``rhs @ inv(gram)`` for a symmetric r × r ``gram`` (tiny ridge for safety)."""
     eye = torch.eye(gram.shape[0], dtype=gram.dtype, device=gram.device)
-    ridge = 1e-13 * gram.diagonal().sum().clamp_min(1e-300)
+    ridge = _ridge(gram.dtype) * gram.diagonal().sum().clamp_min(torch.finfo(gram.dtype).tiny)
     return torch.linalg.solve(gram + ridge * eye, rhs.mT).mT
 
 
@@ -138,8 +144,9 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     size of the components it lacks, while an exact fit keeps falling geometrically.
 
     ``scratch``: two tensors like ``y`` the fit may overwrite (for the weights and the residual). ``y_norm``:
-    what the residual is relative to, in place of the clean entries' norm (a round's fit, which only reads
-    the residual's trend, passes the whole matrix's)."""
+    what the residual is relative to, in place of the clean entries' norm: a round's fit passes the whole
+    matrix's, which saves a pass per round; its crawl test then reads a floor up to ~1.5× lower (corruptions
+    included in the norm), which can only make it stop later."""
     w, e = scratch if scratch is not None else (torch.empty_like(y), torch.empty_like(y))
     w.copy_(clean)
     if y_norm is not None:
@@ -325,10 +332,10 @@ SAMPLE = 1 << 16  # entries a residual scale is read from
 
 def _typical(res: Tensor, where: Tensor, rows: Rows) -> float:
     """The median of ``res`` over the entries ``where`` holds, read from a sample: every s-th entry of the
-    whole matrix in row-major order, s the smallest step ≥ (entries / SAMPLE) that is coprime to the row
-    length (so the sample visits every column). Every entry when the matrix has at most SAMPLE of them, or
-    when the sample holds fewer than SAMPLE / 16 of ``where``. It sets a threshold's scale: the certificate
-    never reads it (10⁶ entries: 1 ms against 14 ms exactly)."""
+    whole matrix in row-major order, s the smallest step ≥ ⌊entries / SAMPLE⌋ that is coprime to the row
+    length (so the sample visits every column once it holds n entries or more). Every entry when the matrix
+    has fewer than 2·SAMPLE of them, or when the sample holds fewer than SAMPLE / 16 of ``where``. It sets a
+    threshold's scale: the certificate never reads it (10⁶ entries: 1 ms against 14 ms exactly)."""
     n = res.shape[1]
     step = max(1, rows.total * n // SAMPLE)
     while math.gcd(step, n) > 1:
@@ -397,7 +404,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
         inner_tol = max(FINAL_TOL, FIT_BELOW * threshold / max(scale, 1e-300))
         args = (rows, min(max_sweeps, budget - total_sweeps), inner_tol, stall_above if probe else math.inf)
         y_norm = None if probe else y_whole
-        if inner_tol >= SINGLE_ABOVE and y.dtype == torch.float64:
+        if inner_tol >= SINGLE_ABOVE and y.dtype == torch.float64 and 1e-30 < scale < 1e30:  # (float32's range)
             if single is None:
                 y32 = y.float()
                 single = (y32, (torch.empty_like(y32), torch.empty_like(y32)))
@@ -438,6 +445,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
     fewest_in_column = int(rows.sum(clean.sum(0)).min())
     determined = count > unknowns + max(m, n) and fewest_in_row > r and fewest_in_column > r
     largest_clean = float(rows.max(_local_max(_where(clean, res, 0.0, scratch[1]))))
+    # (res is not read again: negated in place)
     smallest_flagged = float(rows.min(-_local_max(_where(clean, -math.inf, res.neg_(), scratch[1]), -math.inf)))
     consistent = stable and smallest_flagged >= gap * max(largest_clean, 1e-300)
     if fit <= fit_tol and determined and consistent:

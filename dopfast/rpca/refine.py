@@ -113,6 +113,14 @@ def _clean_residual(y: Tensor, w: Tensor, u: Tensor, v: Tensor, out: Tensor | No
     return torch.addmm(y, u, v.mT, alpha=-1, out=out).mul_(w)
 
 
+def _norm(t: Tensor, rows: Rows) -> float:
+    """``rows.norm`` without its float64 copy of a float32 ``t`` (a coarse round's residual, whose entries are
+    within float32's range; the CPU sums in float64 anyway): 0.12 ms against 0.47 ms at 10⁶ entries."""
+    if t.dtype == torch.float64:
+        return rows.norm(t)
+    return float(rows.sum(torch.linalg.vector_norm(t).double().square().reshape(1))) ** 0.5
+
+
 def _times(a: Tensor, b: Tensor) -> Tensor:
     """``a @ b`` for a wide ``a`` and a thin ``b``, as ``(bᵀ aᵀ)ᵀ``: MKL runs that 2-2.5× faster on one thread
     (1000 × 1000 by 20 columns: 1.0 ms against 2.3 ms)."""
@@ -159,7 +167,7 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     changes: list[float] = []
     for sweeps in range(1, max_sweeps + 1):
         _clean_residual(y, w, u, v, e)
-        state = _stalled(history, rows.norm(e) / y_clean if stall_above is not None else None, stall_above)
+        state = _stalled(history, _norm(e, rows) / y_clean if stall_above is not None else None, stall_above)
         if state:
             return u, v, sweeps - 1, state == "stalled"
         gv = v.mT @ v
@@ -390,11 +398,11 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
         # (A row with `need` entries of {res ≤ threshold} already holds its `need` smallest, and so does such a
         # column: the order statistics are taken only where some row or column is short. Either way every row
         # and column ends with at least `need` entries.)
-        short = clean.sum(1) < need
+        short = clean.sum(1, dtype=torch.int32) < need
         if bool(short.any()):
             part = res[short]
             clean[short] |= part <= part.kthvalue(need, dim=1, keepdim=True).values
-        short = rows.sum(clean.sum(0)) < need
+        short = rows.sum(clean.sum(0, dtype=torch.int32)) < need
         if bool(short.any()):
             part = res[:, short]
             clean[:, short] |= part <= rows.column_kth(part, need)
@@ -441,8 +449,8 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
     fit = rows.norm(torch.sub(y, x, out=scratch[1]).mul_(w)) / max(rows.norm(torch.mul(y, w, out=scratch[1])), 1e-300)
     unknowns = r * (m + n - r)
     count = rows.count(clean)
-    fewest_in_row = int(rows.min(clean.sum(1).min().reshape(1)))
-    fewest_in_column = int(rows.sum(clean.sum(0)).min())
+    fewest_in_row = int(rows.min(clean.sum(1, dtype=torch.int32).min().reshape(1)))
+    fewest_in_column = int(rows.sum(clean.sum(0, dtype=torch.int32)).min())
     determined = count > unknowns + max(m, n) and fewest_in_row > r and fewest_in_column > r
     largest_clean = float(rows.max(_local_max(_where(clean, res, 0.0, scratch[1]))))
     # (res is not read again: negated in place)

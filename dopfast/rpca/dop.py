@@ -35,15 +35,17 @@ from .rows import Rows
 STEP_FRACTION = 0.25
 CHUNK = 500
 # When the refinement is attempted. Only a certified refit is accepted, so an early attempt costs time, never
-# accuracy. The spectrum of X is read after LOOK_FIRST steps and then every max(LOOK_EVERY, steps / 4) steps (a read
-# is a QR of the thin factor: 5 ms at n = 1000); an attempt is made once the largest ratio between consecutive
-# singular values (the gap that gives the rank) reaches CLEAR_GAP at a rank at most half the width (STRONG_GAP above
-# half of it, while the width grows), or once the relative residual ||X + s - Y|| / ||Y|| is below REFINE_START.
-# After a failed attempt the next one waits until the step count has doubled, unless a larger rank reads clearly
-# first (components emerge one after another, the largest first). At n = 1000 (paper data) the gap reads 1.5 after
-# 20 steps, 6 after 30 and 34 after 40; the refit certifies from 30.
-LOOK_FIRST = 20
-LOOK_EVERY = 10
+# accuracy. The spectrum of X is read after LOOK_FIRST steps and then every max(LOOK_EVERY, steps / LOOK_SLOWER)
+# steps (a read is a QR of the thin factor: 5 ms at n = 1000); an attempt is made once the largest ratio between
+# consecutive singular values (the gap that gives the rank) reaches CLEAR_GAP at a rank at most half the width
+# (STRONG_GAP above half of it, while the width grows), or once the relative residual ||X + s - Y|| / ||Y|| is below
+# REFINE_START. After a failed attempt the next one waits until the step count has doubled, unless a larger rank
+# reads clearly first (components emerge one after another, the largest first). At n = 1000 (paper data) the gap
+# reads 1.5 after 20 steps, 6 after 30 and 34 after 40; the refit certifies from 30. On the video (19200 x 200) it
+# reads 12 after 15 steps.
+LOOK_FIRST = 15
+LOOK_EVERY = 5
+LOOK_SLOWER = 5
 QUICK_SWEEPS = 100  # least-squares sweeps an attempt made during DOP may spend
 CLEAR_GAP = 5.0
 STRONG_GAP = 100.0
@@ -254,7 +256,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                 # is small), try to certify a refit; a certified problem is done.
                 if finished[j] or done < next_look[i] or not (refine or k < k_max):
                     continue
-                next_look[i] = done + max(LOOK_EVERY, done // 4)
+                next_look[i] = done + max(LOOK_EVERY, done // LOOK_SLOWER)
                 sv = factored_svd(*(f.double() for f in factors(i)), rows)[1]
                 rank_read, gap = _gap(sv, k)
                 # (the width is judged only once the spectrum has left the initialisation level: a flat spectrum

@@ -171,3 +171,12 @@ def test_unrefined_low_rank_is_its_own_array():
     fit = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(30), max_iter=5, refine=False)
     assert fit.low_rank.data_ptr() != fit.dop_low_rank.data_ptr()
     assert torch.equal(fit.low_rank, fit.dop_low_rank)
+
+
+def test_the_dop_phase_of_a_refined_fit_takes_twice_the_pure_dop_step():
+    x, _, y = data.rpca_problem(60, 3, 0.1, seed=3)
+    refined = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(60))
+    pure = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(60), max_iter=50, refine=False)
+    assert refined.step[0] == pytest.approx(2 * pure.step[0], rel=1e-12)
+    assert dop.REFINE_STEP_FRACTION == 2 * dop.STEP_FRACTION
+    assert refined.refined[0] and data.relative_error(refined.low_rank[0], x) < 1e-10

@@ -180,3 +180,21 @@ def test_the_dop_phase_of_a_refined_fit_takes_twice_the_pure_dop_step():
     assert refined.step[0] == pytest.approx(2 * pure.step[0], rel=1e-12)
     assert dop.REFINE_STEP_FRACTION == 2 * dop.STEP_FRACTION
     assert refined.refined[0] and data.relative_error(refined.low_rank[0], x) < 1e-10
+
+
+def test_a_fit_above_the_rank_that_absorbs_a_flagged_block_is_not_pinned():
+    # X = L + a bᵀ with a on one row and b on that row's flagged columns: exact on every clean entry, over-
+    # determined by count, yet the columns of b's support hold no clean entry along a's direction.
+    gen = torch.Generator().manual_seed(11)
+    u = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    v = torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    clean = torch.ones(30, 20, dtype=torch.bool)
+    clean[4, [3, 7, 12]] = False
+    clean[9, [1, 15]] = False
+    a = torch.zeros(30, 1, dtype=torch.float64)
+    a[4] = 1.0
+    b = torch.zeros(20, 1, dtype=torch.float64)
+    b[[3, 7, 12]] = torch.tensor([[5.0], [-7.0], [3.0]], dtype=torch.float64)
+    work = torch.empty(30, 20, dtype=torch.float64)
+    assert refine._pinned(clean, u, v, Rows(30), work)
+    assert not refine._pinned(clean, torch.cat([u, a], 1), torch.cat([v, b], 1), Rows(30), work)

@@ -77,17 +77,20 @@ def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
 
 def _normal(wy: Tensor, w: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
     """Per row i of F, the normal equations of ``min ‖w_i ∘ (F_i otherᵀ − y_i)‖²`` (``wy = w ∘ y``):
-    (gram, rhs).
+    (gram, rhs)."""
+    return _grams(w, other), _times(wy, other)
 
-    gram[i] = Σ_j w_ij other_j other_jᵀ is one GEMM against the r(r+1)/2 distinct products of other's
-    columns (the Gram matrices are symmetric), then mirrored."""
+
+def _grams(w: Tensor, other: Tensor) -> Tensor:
+    """Per row i of ``w``, ``Σ_j w_ij other_j other_jᵀ`` (r × r): one GEMM against the r(r+1)/2 distinct
+    products of other's columns (the Gram matrices are symmetric), then mirrored."""
     r = other.shape[1]
     a, b = torch.triu_indices(r, r, device=other.device)
     upper = _times(w, other[:, a] * other[:, b])
     gram = torch.empty(w.shape[0], r, r, dtype=w.dtype, device=w.device)
     gram[:, a, b] = upper
     gram[:, b, a] = upper
-    return gram, _times(wy, other)
+    return gram
 
 
 def _solve(gram: Tensor, rhs: Tensor) -> Tensor:
@@ -365,17 +368,6 @@ def _typical(res: Tensor, where: Tensor, rows: Rows) -> float:
 
 
 PINNED = 1e-12  # the smallest eigenvalue of a row's or column's Gram matrix, relative to its largest
-
-
-def _grams(w: Tensor, other: Tensor) -> Tensor:
-    """Per row i of ``w``, ``Σ_j w_ij other_j other_jᵀ`` (r × r), as in :func:`_normal`."""
-    r = other.shape[1]
-    a, b = torch.triu_indices(r, r, device=other.device)
-    upper = _times(w, other[:, a] * other[:, b])
-    gram = torch.empty(w.shape[0], r, r, dtype=w.dtype, device=w.device)
-    gram[:, a, b] = upper
-    gram[:, b, a] = upper
-    return gram
 
 
 def _pinned(clean: Tensor, u: Tensor, v: Tensor, rows: Rows, work: Tensor) -> bool:

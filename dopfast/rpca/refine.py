@@ -362,7 +362,7 @@ def _typical(res: Tensor, where: Tensor, rows: Rows) -> float:
     if step > 1:
         start = (-rows.offset * n) % step  # the same global positions however the rows are split
         picked = res.reshape(-1)[start::step][where.reshape(-1)[start::step]]
-        if rows.count(torch.ones_like(picked, dtype=torch.bool)) >= SAMPLE // 16:
+        if int(rows.sum(torch.tensor([picked.numel()], device=picked.device))) >= SAMPLE // 16:
             return rows.median(picked)
     return rows.median(res[where])
 
@@ -413,7 +413,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
     seen = torch.ones_like(y, dtype=torch.bool) if observed is None else observed
     scratch = (torch.empty_like(y), torch.empty_like(y))  # the fits' working space, reused by every round
     single = None  # y and the working space in float32, for the coarse rounds
-    y_whole = max(rows.norm(y), 1e-300)
+    y_whole = None if probe else max(rows.norm(y), 1e-300)  # what a round's fit is relative to (probes: their own)
     res = _residual(y, x0, observed, torch.empty_like(y))
     threshold = 5 * _typical(res, seen, rows) / 0.6745
     clean = res <= threshold
@@ -443,15 +443,14 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
         # once it holds, the fit is finished to full precision below.
         inner_tol = max(FINAL_TOL, FIT_BELOW * threshold / max(scale, 1e-300))
         args = (rows, min(max_sweeps, budget - total_sweeps), inner_tol, stall_above if probe else math.inf)
-        y_norm = None if probe else y_whole
         if inner_tol >= SINGLE_ABOVE and y.dtype == torch.float64 and 1e-30 < scale < 1e30:  # (float32's range)
             if single is None:
                 y32 = y.float()
                 single = (y32, (torch.empty_like(y32), torch.empty_like(y32)))
-            u, v, sweeps, stalled = _fit(single[0], clean, u.float(), v.float(), *args, single[1], y_norm)
+            u, v, sweeps, stalled = _fit(single[0], clean, u.float(), v.float(), *args, single[1], y_whole)
             u, v = u.double(), v.double()
         else:
-            u, v, sweeps, stalled = _fit(y, clean, u, v, *args, scratch, y_norm)
+            u, v, sweeps, stalled = _fit(y, clean, u, v, *args, scratch, y_whole)
         total_sweeps += sweeps
         if stalled and probe:  # this rank cannot fit the clean entries: no certificate
             return Refinement(None, r, False, "no certificate (the fit stalls: a rank below the truth)", total_sweeps)

@@ -167,7 +167,7 @@ def test_integer_and_bool_torch_input_get_float_results():
 
 
 @pytest.mark.parametrize("scale,dtype", [(1e160, torch.float64), (1e-160, torch.float64), (1e25, torch.float32),
-                                         (1e-25, torch.float32)])
+                                         (1e-25, torch.float32), (3e36, torch.float32), (3e305, torch.float64)])
 def test_extreme_scales_give_the_unit_scale_result(paper_data, scale, dtype):
     x, _, y = paper_data
     y = y.to(dtype)
@@ -178,6 +178,17 @@ def test_extreme_scales_give_the_unit_scale_result(paper_data, scale, dtype):
     assert big.refined_ == base.refined_
     tol = 1e-9 if dtype == torch.float64 else 1e-4
     assert relative_error(big.low_rank_.double() / scale, base.low_rank_.double()) < tol
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pcp_near_the_largest_float(paper_data, dtype):
+    # max|Y| ≈ 1e38 (float32) / 1e307 (float64): ‖Y‖_F and the penalty's scale overflow unless normalised
+    x, _, y = paper_data
+    scale = 3e36 if dtype == torch.float32 else 3e305
+    base = RobustPCA(method="pcp").fit(y.to(dtype))
+    big = RobustPCA(method="pcp").fit(y.to(dtype) * scale)
+    assert torch.isfinite(big.low_rank_).all() and big.n_iter_ == base.n_iter_
+    assert relative_error(big.low_rank_.double() / scale, base.low_rank_.double()) < 1e-4
 
 
 def test_numpy_integer_parameters_and_stale_attributes(paper_data):

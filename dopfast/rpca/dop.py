@@ -84,7 +84,32 @@ def step_scale(y: Tensor, alpha: float, rows: Rows | None = None) -> Tensor:
 
 
 def _step_scale(peak: Tensor, unit_norm: Tensor, alpha: float) -> Tensor:
-    return peak * torch.clamp_min(unit_norm, alpha)
+    return peak.double() * torch.clamp_min(unit_norm.double(), alpha)  # (float64: float32 data near 1e38)
+
+
+class _Scale:
+    """Per-problem scale ``c = peak · factor`` (float64) that divides and multiplies data in two steps, each
+    within the data's range (``peak`` = max|Y|, ``factor`` ≥ 1 up to ~√(mn)): float32 data near its largest
+    value (3e38) would overflow the product."""
+
+    def __init__(self, peak: Tensor, scale: Tensor):
+        self.total = scale.double()
+        self.peak = torch.where(peak > 0, peak.double(), torch.ones_like(self.total))
+        self.factor = self.total / self.peak
+
+    def _pair(self, t: Tensor, i: int | None):
+        p, f = (self.peak, self.factor) if i is None else (self.peak[i:i + 1], self.factor[i:i + 1])
+        shape = (-1,) + (1,) * (t.dim() - 1) if i is None else (1,) * t.dim()
+        return p.to(t.device, t.dtype).view(shape), f.to(t.device, t.dtype).view(shape)
+
+    def divide(self, t: Tensor) -> Tensor:
+        p, f = self._pair(t, None)
+        return t / p / f
+
+    def times_(self, t: Tensor, i: int | None = None) -> Tensor:
+        """``t`` (the batch, or problem ``i``) times the scale, in place."""
+        p, f = self._pair(t, i)
+        return t.mul_(f).mul_(p)
 
 
 def _peak_and_norm(y: Tensor, rows: Rows) -> tuple[Tensor, Tensor]:
@@ -190,10 +215,10 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     else:
         # The caller's step in the data's units: solve on y / c with step·c, one c for the whole batch.
         c = float(peak.max()) if bool((~zero).any()) else 1.0
-        scale, tau = torch.full_like(peak, c), float(step) * c
-    scale = torch.where(zero, torch.ones_like(scale), scale)
-    yn = y / scale.view(-1, 1, 1)
-    spec = unit_norm * peak / scale  # ‖yn‖₂, from the norm already taken
+        scale, tau = torch.full_like(peak, c, dtype=torch.float64), float(step) * c
+    scale = _Scale(peak, torch.where(zero, torch.ones_like(scale), scale))
+    yn = scale.divide(y)
+    spec = (unit_norm.double() / scale.factor).to(y.dtype)  # ‖yn‖₂, from the norm already taken
     std = init_scale * torch.sqrt(spec / max(m, n)).clamp_min(1e-30)
     std = torch.where(zero, torch.zeros_like(std), std)  # a zero problem's answer is exactly zero
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -250,7 +275,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
             chunks.append(block)
             if done == 0:
                 first_loss[active] = chunk_losses[:, 0]
-            _check_divergence(chunk_losses, first_loss[active], active, done, tau / scale.cpu().double()[active])
+            _check_divergence(chunk_losses, first_loss[active], active, done, tau / scale.total.cpu()[active])
             done += steps
             n_iter[active.numpy()] = done
             rel = (4 * chunk_losses[:, -1]).sqrt() / y_norm[active].clamp_min(1e-300)
@@ -294,19 +319,18 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
     finally:
         if bar is not None:
             bar.close()
-    sc = scale.view(-1, 1, 1)
     del yw
     xn = (torch.stack([a @ c.mT for a, c in map(factors, range(b))]) if b else yn.clone()).to(y.dtype)
     sn = (g * g - h * h).to(y.dtype)
     if mask is not None:
         sn = sn.masked_fill(~mask, 0)
     losses = torch.cat(chunks, dim=1) if chunks else torch.zeros(b, 0, dtype=torch.float64)
-    xn *= sc
-    fit = DopFit(low_rank=xn, sparse=sn * sc, dop_low_rank=xn, n_iter=n_iter, converged=converged,
-                 loss_curve=(losses * scale.cpu().double().view(-1, 1) ** 2).numpy(),
-                 step=(tau / scale.cpu().double()).numpy(), rank=None, refined=None)
+    scale.times_(xn)
+    fit = DopFit(low_rank=xn, sparse=scale.times_(sn), dop_low_rank=xn, n_iter=n_iter, converged=converged,
+                 loss_curve=(losses * scale.total.cpu().view(-1, 1) ** 2).numpy(),
+                 step=(tau / scale.total.cpu()).numpy(), rank=None, refined=None)
     if refine:
-        _refine(fit, y, yn, factors, sc, psd, k, zero, certified, rows, mask, alpha)
+        _refine(fit, y, yn, factors, scale, psd, k, zero, certified, rows, mask, alpha)
     if fit.low_rank is fit.dop_low_rank:  # nothing refined: the user gets two arrays, not one twice
         fit.low_rank = fit.low_rank.clone()
     return fit
@@ -408,7 +432,7 @@ def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, 
     return r
 
 
-def _refine(fit: DopFit, y: Tensor, yn: Tensor, factors, sc: Tensor, psd: bool, k: int, zero: Tensor,
+def _refine(fit: DopFit, y: Tensor, yn: Tensor, factors, scale: _Scale, psd: bool, k: int, zero: Tensor,
             certified: dict, rows: Rows, mask: Tensor | None, alpha: float) -> None:
     """The refinement of every problem: certified during DOP, or attempted once more on the final iterate.
     A refined problem's sparse part is ``y`` minus its refit (zero where missing)."""
@@ -425,7 +449,7 @@ def _refine(fit: DopFit, y: Tensor, yn: Tensor, factors, sc: Tensor, psd: bool, 
             continue
         fit.rank[i] = r.rank
         if r.accepted and rows.all(bool(torch.isfinite(torch.stack(torch.aminmax(r.low_rank))).all())):
-            lows[i] = r.low_rank.mul_(sc[i])
+            lows[i] = scale.times_(r.low_rank, i)
             sparses[i] = y[i] - lows[i] if mask is None else (y[i] - lows[i]).masked_fill_(~mask[i], 0)
             fit.refined[i] = True
     if fit.refined.any():

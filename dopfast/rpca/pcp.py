@@ -15,7 +15,7 @@ Two step-size rules:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -62,10 +62,17 @@ def pcp(y: Tensor, lam: float | None = None, psd: bool = False, tol: float = 1e-
         raise ValueError(f"pcp: psd=True needs a square y, got shape {tuple(y.shape)}")
     m, n = y.shape
     lam = 1.0 / math.sqrt(max(m, n)) if lam is None else float(lam)
-    y_norm = float(torch.linalg.matrix_norm(y))
-    if y_norm == 0:
+    # The iteration is scale-equivariant: run it on y / max|y| (norms of float32 data near 3e38 overflow).
+    peak = float(y.abs().max()) if y.numel() else 0.0
+    if peak == 0:
         z = torch.zeros_like(y)
         return PCPResult(z, z.clone(), 0, True, 0.0, 0.0)
+    if peak != 1.0:
+        user = callback
+        callback = None if user is None else (lambda it, x, primal, dual: user(it, x * peak, primal, dual))
+        out = pcp(y / peak, lam, psd, tol, max_iter, rule, callback)
+        return replace(out, low_rank=out.low_rank.mul_(peak), sparse=out.sparse.mul_(peak))
+    y_norm = float(torch.linalg.matrix_norm(y))
     norm_two = float(torch.linalg.matrix_norm(y, ord=2))
     mu = 1.25 / norm_two
     if rule == "classic":

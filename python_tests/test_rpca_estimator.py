@@ -266,6 +266,13 @@ def test_refinement_is_certified_or_refused_never_worse(rank, p, max_iter):
     assert err <= dop_err
 
 
+def test_rank_equal_to_the_true_rank_refines(paper_data):
+    # with the width at the true rank no gap after the last component can be read: the width itself is tried
+    x, _, y = paper_data
+    est = RobustPCA(rank=5, random_state=0).fit(y)
+    assert est.refined_ and est.rank_ == 5 and relative_error(est.low_rank_, x) < 1e-9 and est.n_iter_ < 500
+
+
 def test_dop_stops_once_the_refinement_is_certified(paper_data):
     x, _, y = paper_data
     est = RobustPCA(model="psd", random_state=0).fit(y)

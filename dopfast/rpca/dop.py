@@ -301,7 +301,8 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                 if not refine or not due or not (clear or rel[j] <= REFINE_START):
                     continue
                 next_try[i], tried_rank[i] = 2 * done, rank_read
-                attempt = _try_refine(yn[i], *factors(i), psd, k, rows, _part(mask, i), quick=True, alpha=alpha)
+                attempt = _try_refine(yn[i], *factors(i), psd, k, rows, _part(mask, i), quick=True, alpha=alpha,
+                                      width_bound=rank is not None)
                 if attempt is not None and attempt.accepted:
                     certified[i] = attempt
                     finished[j] = True
@@ -330,7 +331,7 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
                  loss_curve=(losses * scale.total.cpu().view(-1, 1) ** 2).numpy(),
                  step=(tau / scale.total.cpu()).numpy(), rank=None, refined=None)
     if refine:
-        _refine(fit, y, yn, factors, scale, psd, k, zero, certified, rows, mask, alpha)
+        _refine(fit, y, yn, factors, scale, psd, k, zero, certified, rows, mask, alpha, rank is not None)
     if fit.low_rank is fit.dop_low_rank:  # nothing refined: the user gets two arrays, not one twice
         fit.low_rank = fit.low_rank.clone()
     return fit
@@ -414,10 +415,11 @@ def _one_thread(enabled: bool):
 
 
 def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, observed: Tensor | None,
-                quick: bool, alpha: float):
+                quick: bool, alpha: float, width_bound: bool):
     """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
-    stands). The certificate's convex objective takes λ = 1/alpha. A quick attempt (during DOP) has a smaller
-    sweep budget (QUICK_SWEEPS in all; a certified one takes 15-50): it is retried later anyway."""
+    stands). The certificate's convex objective takes λ = 1/alpha; ``width_bound``: k is the user's rank. A
+    quick attempt (during DOP) has a smaller sweep budget (QUICK_SWEEPS in all; a certified one takes 15-50):
+    it is retried later anyway."""
     budget = dict(max_sweeps=40, max_total=QUICK_SWEEPS) if quick else {}
     # In float64 whatever the DOP phase ran in; "exact" is judged at the data's own precision (float32 data
     # carries rounding errors of ~1e-7 that no low-rank matrix fits).
@@ -425,7 +427,8 @@ def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, 
     try:
         with _one_thread(y.numel() <= 1 << 20):
             r = refine_low_rank(y.double(), u.double(), v.double(), psd, rows, max_rank=k, fit_tol=fit_tol,
-                                observed=observed, lam=1 / alpha, **budget)
+                                observed=observed, lam=1 / alpha,
+                                width_bound=width_bound, **budget)
     except (torch.linalg.LinAlgError, RuntimeError):
         return None  # e.g. a singular least-squares system
     r.low_rank = r.low_rank.to(y.dtype)
@@ -433,7 +436,7 @@ def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, 
 
 
 def _refine(fit: DopFit, y: Tensor, yn: Tensor, factors, scale: _Scale, psd: bool, k: int, zero: Tensor,
-            certified: dict, rows: Rows, mask: Tensor | None, alpha: float) -> None:
+            certified: dict, rows: Rows, mask: Tensor | None, alpha: float, width_bound: bool) -> None:
     """The refinement of every problem: certified during DOP, or attempted once more on the final iterate.
     A refined problem's sparse part is ``y`` minus its refit (zero where missing)."""
     b = yn.shape[0]
@@ -444,7 +447,7 @@ def _refine(fit: DopFit, y: Tensor, yn: Tensor, factors, scale: _Scale, psd: boo
         if bool(zero[i]):
             continue
         r = certified.get(i) or _try_refine(yn[i], *factors(i), psd, k, rows, _part(mask, i), quick=False,
-                                             alpha=alpha)
+                                             alpha=alpha, width_bound=width_bound)
         if r is None:
             continue
         fit.rank[i] = r.rank

@@ -12,7 +12,8 @@ The refit keeps the entries judged clean, fits a rank-r̂ matrix ``U Vᵀ`` to t
 m × n × r̂ products each; exact alternating least squares, where each row of U, then of V, is an r̂ × r̂
 least-squares problem, at small rank or where the sweeps are slow), re-reads the support from the new
 residuals (clean residuals fall to ~1e-12, corruptions keep their size) and repeats until the support stops
-changing. While the support moves, each fit runs only until it changes by less than 3% of the threshold
+changing (a row or column short of r̂ + 2 clean entries has its factor row refitted by least absolute
+deviations first, :func:`_l1_rows`, where only a few are short). While the support moves, each fit runs only until it changes by less than 3% of the threshold
 that re-reads the support (in float32 while that is above 1e-4 of max|y|); the stable support is then fitted
 to full precision in float64. On exactly recoverable data this reaches the truth to ~1e-12.
 
@@ -298,7 +299,8 @@ def _local_max(t: Tensor, empty: float = 0.0) -> Tensor:
 def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | None = None,
                     max_rank: int | None = None, max_outer: int = 12, max_sweeps: int = 200,
                     max_total: int | None = None, fit_tol: float = 1e-9,
-                    gap: float = 100.0, observed: Tensor | None = None, lam: float | None = None) -> Refinement:
+                    gap: float = 100.0, observed: Tensor | None = None, lam: float | None = None,
+                    width_bound: bool = False) -> Refinement:
     """Refine DOP's low-rank estimate ``U Vᵀ`` of ``y``. See the module docstring.
 
     ``y`` and ``u`` are this process's rows (all of them without ``rows``), ``v`` is whole. The returned
@@ -314,6 +316,9 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
     refits the one with the lowest convex objective ``‖X‖* + λ‖P_Ω(y − X)‖₁`` is returned (the smaller rank
     on a tie), and only if no other point the attempt holds has a lower one (``lam``: λ, by default
     ``1/√max(m, n)``, DOP's default ``1/alpha``).
+
+    ``width_bound``: the factors' width is a bound on the rank (the user's ``rank``), so the truth may fill it
+    and no gap after its last component can be read: where the gap's ranks fail, the full width is tried.
     """
     rows = Rows(y.shape[0], y.device) if rows is None else rows
     m, n = rows.total, y.shape[1]
@@ -346,6 +351,12 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
         # The gap may sit one component late (a trailing component of an unconverged X̃ that the truth lacks):
         # a rank-(r̂+1) fit is not unique, and in the PSD model its projection need not fit exactly.
         attempt = _refit(y, x_dop, left, s, zh, top - 1, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
+                         lam, max_total=max_total)
+        sweeps += attempt.sweeps
+        tried(attempt)
+    width = min(s.numel(), max_rank)
+    if not certified and width_bound and width > top:
+        attempt = _refit(y, x_dop, left, s, zh, width, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
                          lam, max_total=max_total)
         sweeps += attempt.sweeps
         tried(attempt)
@@ -405,6 +416,29 @@ def _typical(res: Tensor, where: Tensor, rows: Rows) -> float:
         if int(rows.sum(torch.tensor([picked.numel()], device=picked.device))) >= SAMPLE // 16:
             return rows.median(picked)
     return rows.median(res[where])
+
+
+L1_SWEEPS = 10  # reweighting sweeps of a short row's or column's least-absolute-deviations refit
+L1_SHARE = 4  # ... made only where at most 1 in L1_SHARE rows (columns) is short
+
+
+def _l1_rows(y: Tensor, other: Tensor, seen: Tensor, floor: float, total) -> tuple[Tensor, Tensor]:
+    """Per row i of ``y`` (k × n), the least-absolute-deviations fit ``f_i = argmin Σ_j |y_ij − f_i·other_j|``
+    over the entries ``seen`` holds (iteratively reweighted least squares, weights 1/max(|residual|, floor)),
+    and the residuals ``|y − f otherᵀ|`` (+inf where not seen). ``total`` sums the normal equations over what
+    other processes hold (a column's other rows).
+
+    A row is short of clean entries when its factor row was fitted to a clean set holding a few corruptions
+    (30 entries, rank 3: a handful of N(0, 10²) corruptions carry the fit off, most of the row's residuals then
+    exceed the threshold, and the smallest residuals of that fit keep a corruption for good). The ℓ1 fit
+    against the other factor ignores a minority of gross errors, so the row's clean set is read afresh."""
+    w = seen.to(y.dtype)
+    f = res = None
+    for _ in range(L1_SWEEPS):
+        f = _solve(total(_grams(w, other)), total(_times(w * y, other)))
+        res = torch.sub(y, f @ other.mT).abs_()
+        w = torch.where(seen, 1 / res.clamp_min(floor), 0)
+    return f, res.masked_fill_(~seen, math.inf)
 
 
 PINNED = 1e-12  # the smallest eigenvalue of a row's or column's Gram matrix, relative to its largest
@@ -471,14 +505,25 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
         # (A row with `need` entries of {res ≤ threshold} already holds its `need` smallest, and so does such a
         # column: the order statistics are taken only where some row or column is short. Either way every row
         # and column ends with at least `need` entries.)
+        # A few short rows or columns are read afresh from a robust refit of their factor rows (:func:`_l1_rows`);
+        # where many are short the trouble is not a few poisoned rows, and the current residuals serve.
         short = clean.sum(1, dtype=torch.int32) < need
         if bool(short.any()):
             part = res[short]
-            clean[short] |= part <= part.kthvalue(need, dim=1, keepdim=True).values
+            if L1_SHARE * int(short.sum()) <= short.numel():
+                f, part = _l1_rows(y[short], v, seen[short], 1e-12 * scale, lambda t: t)
+                u = u.clone()
+                u[short], res[short] = f, part
+            clean[short] = (part <= threshold) | (part <= part.kthvalue(need, dim=1, keepdim=True).values)
         short = rows.sum(clean.sum(0, dtype=torch.int32)) < need
         if bool(short.any()):
             part = res[:, short]
-            clean[:, short] |= part <= rows.column_kth(part, need)
+            if L1_SHARE * int(short.sum()) <= short.numel():
+                f, part = _l1_rows(y[:, short].mT, u, seen[:, short].mT, 1e-12 * scale, rows.sum)
+                v = v.clone()
+                v[short], part = rows.agree(f), part.mT
+                res[:, short] = part
+            clean[:, short] = (part <= threshold) | (part <= rows.column_kth(part, need))
         clean = clean & seen
         # While the support may still move, the fit need only be well below the threshold that re-reads it;
         # once it holds, the fit is finished to full precision below.

@@ -8,14 +8,14 @@ initialisation scale and step, stops a little short: errors of 1e-3 to 1e-2 on t
 2. the support of the corruption: corrupted entries have residuals ``|Y − X̃|`` of the corruption's size,
    clean ones of the estimate's error.
 
-The refit keeps the entries judged clean, fits a rank-r̂ matrix ``U Vᵀ`` to them (imputation sweeps of four
-m × n × r̂ products each; exact alternating least squares, where each row of U, then of V, is an r̂ × r̂
-least-squares problem, at small rank or where the sweeps are slow), re-reads the support from the new
-residuals (clean residuals fall to ~1e-12, corruptions keep their size) and repeats until the support stops
-changing (a row or column short of r̂ + 2 clean entries has its factor row refitted by least absolute
-deviations first, :func:`_l1_rows`, where only a few are short). While the support moves, each fit runs only
-until it changes by less than 3% of the threshold that re-reads the support (in float32 while that is above
-1e-4 of max|y|); the stable support is then fitted to full precision in float64. On exactly recoverable data this reaches the truth to ~1e-12.
+The refit keeps the entries judged clean, fits a rank-r̂ matrix ``U Vᵀ`` to them (imputation sweeps of four m × n ×
+r̂ products each; exact alternating least squares, where each row of U, then of V, is an r̂ × r̂ least-squares
+problem, at small rank or where the sweeps are slow), re-reads the support from the new residuals (clean residuals
+fall to ~1e-12, corruptions keep their size) and repeats until the support stops changing (a row or column short of
+r̂ + 2 clean entries has its factor row refitted by least absolute deviations first, :func:`_l1_rows`, where only a
+few are short). While the support moves, each fit runs only until it changes by less than 3% of the threshold that
+re-reads the support (in float32 while that is above 1e-4 of max|y|); the stable support is then fitted to full
+precision in float64. On exactly recoverable data this reaches the truth to ~1e-12.
 
 It is accepted only with a certificate that the refit gives itself, never by comparison with the DOP iterate
 (a lower convex objective than an unconverged iterate certifies nothing):

@@ -441,24 +441,26 @@ def _l1_rows(y: Tensor, other: Tensor, seen: Tensor, floor: float, total) -> tup
     return f, res.masked_fill_(~seen, math.inf)
 
 
-PINNED = 1e-12  # the smallest eigenvalue of a row's or column's Gram matrix, relative to its largest
+PINNED = 1e-12  # the smallest eigenvalue of a row's or column's Gram matrix, relative to its trace
 
 
 def _pinned(clean: Tensor, u: Tensor, v: Tensor, rows: Rows, work: Tensor) -> bool:
-    """Whether the clean entries pin down every factor row of ``U Vᵀ``: for each row the Gram matrix of V over
-    its clean entries, and for each column that of U, is nonsingular (smallest eigenvalue above PINNED times
-    the largest). A fit at a rank above the truth can be exact on the clean entries by adding to the truth L a
-    block Δ = a bᵀ whose support rows × columns are all flagged: Δ vanishes on every clean entry, so the count
-    of clean entries does not rule it out, but in each column of b's support no clean row carries a's
-    direction, and that column's Gram matrix is singular. (Uses ``work``, like ``u Vᵀ``, as scratch.)"""
+    """Whether the clean entries pin down every factor row of ``U Vᵀ``: for each row the Gram matrix of V over its
+    clean entries, and for each column that of U, is nonsingular (smallest eigenvalue above PINNED times the trace:
+    ``G − PINNED·tr(G)·I`` has a Cholesky factor, 4x cheaper than the eigenvalues). A fit at a rank above the truth
+    can be exact on the clean entries by adding to the truth L a block Δ = a bᵀ whose support rows × columns are all
+    flagged: Δ vanishes on every clean entry, so the count of clean entries does not rule it out, but in each column
+    of b's support no clean row carries a's direction, and that column's Gram matrix is singular. (Uses ``work``,
+    like ``u Vᵀ``, as scratch.)"""
     left, s, zh = factored_svd(u, v, rows)  # rank-r factors (the PSD part's have r zero columns more)
     r = int((s > s[0] * 1e-12).sum()) if s.numel() and s[0] > 0 else 0
     u, v = left[:, :r] * s[:r].sqrt(), zh[:r].mT * s[:r].sqrt()
     w = work.copy_(clean)
     ok = True
     for gram in (_grams(w, v), rows.sum(_grams(w.mT, u))):
-        ev = torch.linalg.eigvalsh(gram)
-        ok = ok and bool((ev[:, 0] > PINNED * ev[:, -1].clamp_min(torch.finfo(ev.dtype).tiny)).all())
+        trace = gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(gram.dtype).tiny)
+        shifted = gram - (PINNED * trace)[:, None, None] * torch.eye(r, dtype=gram.dtype, device=gram.device)
+        ok = ok and not bool(torch.linalg.cholesky_ex(shifted).info.any())
     return rows.all(ok)
 
 

@@ -262,3 +262,36 @@ def test_thin_matrices_are_refined(shape):
     est = RobustPCA(random_state=0).fit(y)
     assert est.refined_ and est.rank_ == 2 and est.n_iter_ < 500
     assert np.abs(est.low_rank_ - low).max() < 1e-9 * np.abs(low).max()
+
+
+def test_every_row_and_column_keeps_enough_clean_entries():
+    # a fully corrupted row and column: the row's robust refit, then the column's, then the top-up that only
+    # adds entries (the column's refit once dropped entries the row step had just given a short row)
+    low, y = _heavily_corrupted((40, 30), 2, 3)
+    y = torch.from_numpy(y)
+    y[0] += 10
+    y[:, 0] -= 10
+    u, s, vh = torch.linalg.svd(torch.from_numpy(low), full_matrices=False)
+    u, v = u[:, :2] * s[:2].sqrt(), vh[:2].mT * s[:2].sqrt()
+    res = (y - u @ v.mT).abs()
+    clean = res <= 0.5
+    clean[0] = False
+    clean[:, 0] = False
+    seen = torch.ones_like(clean)
+    clean, _, _ = refine._enough_clean(y, res, clean, seen, u, v, 4, 0.5, 1e-12, Rows(40))
+    assert int(clean.sum(1).min()) >= 4 and int(clean.sum(0).min()) >= 4
+
+
+def test_a_given_step_with_peaks_far_apart_stays_finite():
+    y = torch.randn(2, 20, 15, generator=torch.Generator().manual_seed(0))
+    y[0] *= 1e20
+    y[1] *= 1e-19
+    fit = dop.fit_dop(y, psd=False, alpha=math.sqrt(20), step=1e-22, max_iter=50)
+    assert bool(torch.isfinite(fit.low_rank).all()) and bool(torch.isfinite(fit.sparse).all())
+
+
+def test_pcp_refuses_non_finite_input():
+    from dopfast.rpca.pcp import pcp
+
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        pcp(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))

@@ -89,8 +89,8 @@ def _step_scale(peak: Tensor, unit_norm: Tensor, alpha: float) -> Tensor:
 
 class _Scale:
     """Per-problem scale ``c = peak · factor`` (float64) that divides and multiplies data in two steps, each
-    within the data's range (``peak`` = max|Y|, ``factor`` ≥ 1 up to ~√(mn)): float32 data near its largest
-    value (3e38) would overflow the product."""
+    within the data's range (``peak`` = max|Y|, ``factor`` ≥ 1 up to ~√(mn); with a given step, ``peak = c``
+    and ``factor = 1``): float32 data near its largest value (3e38) would overflow the product."""
 
     def __init__(self, peak: Tensor, scale: Tensor):
         self.total = scale.double()
@@ -214,11 +214,13 @@ def fit_dop(y: Tensor, *, psd: bool, alpha: float, step: float | None = None, ra
         scale, tau = _step_scale(peak, unit_norm, alpha), REFINE_STEP_FRACTION if refine else STEP_FRACTION
     else:
         # The caller's step in the data's units: solve on y / c with step·c, one c for the whole batch.
+        # (every problem divided by c in one step: peaks far apart would put c / peak outside the dtype's range)
         c = float(peak.max()) if bool((~zero).any()) else 1.0
         scale, tau = torch.full_like(peak, c, dtype=torch.float64), float(step) * c
-    scale = _Scale(peak, torch.where(zero, torch.ones_like(scale), scale))
+    scale = torch.where(zero, torch.ones_like(scale), scale)
+    spec = (unit_norm.double() * peak.double() / scale).to(y.dtype)  # ‖yn‖₂, from the norm already taken
+    scale = _Scale(peak if step is None else scale, scale)
     yn = scale.divide(y)
-    spec = (unit_norm.double() / scale.factor).to(y.dtype)  # ‖yn‖₂, from the norm already taken
     std = init_scale * torch.sqrt(spec / max(m, n)).clamp_min(1e-30)
     std = torch.where(zero, torch.zeros_like(std), std)  # a zero problem's answer is exactly zero
     gen = generator if generator is not None else torch.Generator().manual_seed(0)
@@ -418,8 +420,8 @@ def _try_refine(y: Tensor, u: Tensor, v: Tensor, psd: bool, k: int, rows: Rows, 
                 quick: bool, alpha: float, width_bound: bool):
     """One refinement attempt on one normalised problem; None when the refit itself failed (the DOP estimate
     stands). The certificate's convex objective takes λ = 1/alpha; ``width_bound``: k is the user's rank. A
-    quick attempt (during DOP) has a smaller sweep budget (QUICK_SWEEPS in all; a certified one takes 15-50):
-    it is retried later anyway."""
+    quick attempt (during DOP) has a smaller sweep budget (QUICK_SWEEPS per refit, probes apart; a certified
+    one takes 15-50): it is retried later anyway."""
     budget = dict(max_sweeps=40, max_total=QUICK_SWEEPS) if quick else {}
     # In float64 whatever the DOP phase ran in; "exact" is judged at the data's own precision (float32 data
     # carries rounding errors of ~1e-7 that no low-rank matrix fits).

@@ -6,7 +6,11 @@ which adds ``X ⪰ 0`` (then only the symmetric part of ``Y − S`` enters ``X``
 Two step-size rules:
 
 - ``"adaptive"`` (default): the penalty μ is balanced against the ratio of primal and dual residuals and the
-  loop stops when both are below ``tol`` (relative to ‖Y‖_F). This converges to the convex optimum.
+  loop stops when both are below ``tol``: the primal ``‖Y − X − S‖_F / ‖Y‖_F``, the dual the RMS entry of
+  ``μ·(S_new − S)`` (the multiplier's step, which has no units). Both are unchanged when Y is scaled, so the
+  iteration count does not depend on the data's units (the dual residual used to be ``μ‖ΔS‖_F / ‖Y‖_F``, which
+  scales as 1/Y: the DOP paper's n = 200 data took 15 iterations to 1e-4, 114 in units 1000× smaller; now 23
+  at any scale). This converges to the convex optimum.
 - ``"classic"``: Lin, Chen & Ma's inexact ALM (μ₀ = 1.25/‖Y‖₂, μ ← 1.5μ, stop when the primal residual is
   below ``tol``). It is fast, but it stops on feasibility alone: on the DOP paper's n = 50 data it returned an
   X 2.9e-2 away from the truth where the convex optimum is 6.8e-3 away (checked with cvxpy).
@@ -62,19 +66,24 @@ def pcp(y: Tensor, lam: float | None = None, psd: bool = False, tol: float = 1e-
         raise ValueError(f"pcp: psd=True needs a square y, got shape {tuple(y.shape)}")
     m, n = y.shape
     lam = 1.0 / math.sqrt(max(m, n)) if lam is None else float(lam)
-    # The iteration is scale-equivariant: run it on y / max|y| (norms of float32 data near 3e38 overflow).
+    # The iteration is scale-equivariant: it runs on y / max|y| (norms of float32 data near 3e38 overflow).
     peak = float(y.abs().max()) if y.numel() else 0.0
+    if not math.isfinite(peak):
+        raise ValueError("pcp: y has NaN or Inf entries")
     if peak == 0:
         z = torch.zeros_like(y)
         return PCPResult(z, z.clone(), 0, True, 0.0, 0.0)
-    if peak != 1.0:
-        user = callback
-        callback = None if user is None else (lambda it, x, primal, dual: user(it, x * peak, primal, dual))
-        out = pcp(y / peak, lam, psd, tol, max_iter, rule, callback)
-        return replace(out, low_rank=out.low_rank.mul_(peak), sparse=out.sparse.mul_(peak))
+    inner = None if callback is None else (lambda it, x, primal, dual: callback(it, x * peak, primal, dual))
+    out = _admm(y / peak, lam, psd, tol, max_iter, rule, inner)
+    return replace(out, low_rank=out.low_rank.mul_(peak), sparse=out.sparse.mul_(peak))
+
+
+def _admm(y: Tensor, lam: float, psd: bool, tol: float, max_iter: int, rule: str, callback) -> PCPResult:
+    """The iteration of :func:`pcp` on a nonzero ``y`` of about unit scale."""
     y_norm = float(torch.linalg.matrix_norm(y))
     norm_two = float(torch.linalg.matrix_norm(y, ord=2))
     mu = 1.25 / norm_two
+    root_size = math.sqrt(y.numel())
     if rule == "classic":
         dual = y / max(norm_two, float(y.abs().max()) / lam)
     else:
@@ -89,7 +98,7 @@ def pcp(y: Tensor, lam: float | None = None, psd: bool = False, tol: float = 1e-
         z = y - x - s_new
         dual = dual + mu * z
         primal = float(torch.linalg.matrix_norm(z)) / y_norm
-        dual_res = mu * float(torch.linalg.matrix_norm(s_new - s)) / y_norm
+        dual_res = mu * float(torch.linalg.matrix_norm(s_new - s)) / root_size
         s = s_new
         if callback is not None:
             callback(it, x, primal, dual_res)

@@ -361,7 +361,7 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
         sweeps += attempt.sweeps
         tried(attempt)
     if not certified:
-        return Refinement(u @ v.mT, attempt.rank, False, attempt.reason, sweeps)
+        return Refinement(u @ v.mT, top, False, attempt.reason, sweeps)
     for r in range(certified[-1].rank - 1, 0, -1):  # downwards: a rank that cannot fit ends the search
         # Each probe starts from the last certified refit truncated to rank r, with the clean set read afresh
         # from that truncation's residuals (the refit's own clean set holds whatever corruptions it absorbed),
@@ -416,6 +416,44 @@ def _typical(res: Tensor, where: Tensor, rows: Rows) -> float:
         if int(rows.sum(torch.tensor([picked.numel()], device=picked.device))) >= SAMPLE // 16:
             return rows.median(picked)
     return rows.median(res[where])
+
+
+def _enough_clean(y: Tensor, res: Tensor, clean: Tensor, seen: Tensor, u: Tensor, v: Tensor, need: int,
+                  threshold: float, floor: float, rows: Rows) -> tuple[Tensor, Tensor, Tensor]:
+    """The clean set with at least ``need`` (r + 2) entries in every row and column, and the factors: with fewer,
+    a factor row is undetermined (the certificate still demands an over-determined clean set).
+
+    Where at most one row in :data:`L1_SHARE` is short, the short rows' factor rows are refitted by least absolute
+    deviations against V (:func:`_l1_rows`) and their clean entries read afresh from that fit (and ``res``
+    updated); then likewise the short columns against U. Then every row and column still short takes its
+    ``need`` smallest residuals, only adding entries, so both counts hold at the end. (A row with ``need``
+    entries of {res ≤ threshold} already holds its ``need`` smallest: order statistics are taken only where
+    some row or column is short.) Every branch that holds a collective is taken by every rank together."""
+    short = clean.sum(1, dtype=torch.int32) < need
+    count = int(rows.sum(short.sum(dtype=torch.int32).reshape(1)))
+    if count and L1_SHARE * count <= rows.total and bool(short.any()):
+        try:  # (this rank's rows only: no collective inside)
+            f, part = _l1_rows(y[short], v, seen[short], floor, lambda t: t)
+            u = u.clone()
+            u[short], res[short], clean[short] = f, part, part <= threshold
+        except (torch.linalg.LinAlgError, RuntimeError):
+            pass  # the current residuals serve
+    short = rows.sum(clean.sum(0, dtype=torch.int32)) < need
+    count = int(short.sum())
+    if count and L1_SHARE * count <= short.numel():
+        f, part = _l1_rows(y[:, short].mT, u, seen[:, short].mT, floor, rows.sum)
+        v = v.clone()
+        v[short], part = rows.agree(f), part.mT
+        res[:, short], clean[:, short] = part, part <= threshold
+    short = clean.sum(1, dtype=torch.int32) < need
+    if bool(short.any()):
+        part = res[short]
+        clean[short] |= part <= part.kthvalue(need, dim=1, keepdim=True).values
+    short = rows.sum(clean.sum(0, dtype=torch.int32)) < need
+    if bool(short.any()):
+        part = res[:, short]
+        clean[:, short] |= part <= rows.column_kth(part, need)
+    return clean & seen, u, v
 
 
 L1_SWEEPS = 10  # reweighting sweeps of a short row's or column's least-absolute-deviations refit
@@ -502,31 +540,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
     for _ in range(max_outer):
         if total_sweeps >= budget:
             break  # out of sweeps before the support held: no certificate
-        # Every row and column keeps at least r + 2 entries (its smallest residuals): with fewer, its factor
-        # row is undetermined. The certificate below still demands an over-determined clean set.
-        # (A row with `need` entries of {res ≤ threshold} already holds its `need` smallest, and so does such a
-        # column: the order statistics are taken only where some row or column is short. Either way every row
-        # and column ends with at least `need` entries.)
-        # A few short rows or columns are read afresh from a robust refit of their factor rows (:func:`_l1_rows`);
-        # where many are short the trouble is not a few poisoned rows, and the current residuals serve.
-        short = clean.sum(1, dtype=torch.int32) < need
-        if bool(short.any()):
-            part = res[short]
-            if L1_SHARE * int(short.sum()) <= short.numel():
-                f, part = _l1_rows(y[short], v, seen[short], 1e-12 * scale, lambda t: t)
-                u = u.clone()
-                u[short], res[short] = f, part
-            clean[short] = (part <= threshold) | (part <= part.kthvalue(need, dim=1, keepdim=True).values)
-        short = rows.sum(clean.sum(0, dtype=torch.int32)) < need
-        if bool(short.any()):
-            part = res[:, short]
-            if L1_SHARE * int(short.sum()) <= short.numel():
-                f, part = _l1_rows(y[:, short].mT, u, seen[:, short].mT, 1e-12 * scale, rows.sum)
-                v = v.clone()
-                v[short], part = rows.agree(f), part.mT
-                res[:, short] = part
-            clean[:, short] = (part <= threshold) | (part <= rows.column_kth(part, need))
-        clean = clean & seen
+        clean, u, v = _enough_clean(y, res, clean, seen, u, v, need, threshold, 1e-12 * scale, rows)
         # While the support may still move, the fit need only be well below the threshold that re-reads it;
         # once it holds, the fit is finished to full precision below.
         inner_tol = max(FINAL_TOL, FIT_BELOW * threshold / max(scale, 1e-300))
@@ -541,6 +555,8 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
             u, v, sweeps, stalled = _fit(y, clean, u, v, *args, scratch, y_whole)
         total_sweeps += sweeps
         if stalled and probe:  # this rank cannot fit the clean entries: no certificate
+            if psd:  # (the objective of a feasible point: X ⪰ 0 in the PSD model)
+                u, v = _psd_part(u, v, rows)
             res = _residual(y, (u, v.mT), observed, res)
             return Refinement(None, r, False, "no certificate (the fit stalls: a rank below the truth)", total_sweeps,
                               objective=_objective(res, factored_svd(u, v, rows)[1], lam, rows))

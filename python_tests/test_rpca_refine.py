@@ -210,14 +210,14 @@ def _heavily_corrupted(shape, r, data_seed):
 
 
 def test_a_refit_beaten_on_the_convex_objective_is_not_certified(monkeypatch):
-    # DOP reads rank 4 on rank-2 data; the rank-4 refit absorbs a block of corruptions, exact on an over-
+    # DOP reads rank 3-4 on rank-2 data; that refit absorbs a block of corruptions, exact on an over-
     # determined, pinned clean set. The DOP iterate has a lower ‖X‖* + λ‖Y − X‖₁: not the convex solution.
     from dopfast import RobustPCA
 
     low, y = _heavily_corrupted((50, 20), 2, 7)
     monkeypatch.setattr(refine, "OBJECTIVE_SLACK", math.inf)  # objectives ignored: the smallest certified rank
     blind = RobustPCA(random_state=3).fit(y)
-    assert blind.refined_ and blind.rank_ == 4 and np.abs(blind.low_rank_ - low).max() > 1
+    assert blind.refined_ and blind.rank_ > 2 and np.abs(blind.low_rank_ - low).max() > 1
     monkeypatch.undo()
     est = RobustPCA(random_state=3).fit(y)
     assert est.refined_ and est.rank_ == 2 and np.abs(est.low_rank_ - low).max() < 1e-9 * np.abs(low).max()

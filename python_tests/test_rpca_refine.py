@@ -47,7 +47,8 @@ def test_a_rank_above_the_truth_fails_in_bounded_work(extra):
     x, _, y = data.rpca_problem(120, 4, 0.1, seed=1)
     left, s, zh = torch.linalg.svd(x + 0.05 * torch.randn(x.shape, dtype=torch.float64,
                                                           generator=torch.Generator().manual_seed(2)))
-    out = refine._refit(y, x, left, s, zh, 4 + extra, True, Rows(120), 12, 200, 1e-9, 100.0, None, 1 / 120 ** 0.5)
+    out = refine._refit(y, refine._residual(y, x, None), left, s, zh, 4 + extra, True, Rows(120), 12, 200, 1e-9,
+                        100.0, None, 1 / 120 ** 0.5)
     assert out.sweeps <= 12 * (refine.SLOW_SWEEPS + 4) + 200
     if out.accepted:  # a larger rank may fit exactly by absorbing corruptions; it is then probed down
         assert out.rank == 4 + extra

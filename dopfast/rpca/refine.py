@@ -333,7 +333,8 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
     lam = 1 / math.sqrt(max(m, n)) if lam is None else lam
     # The lowest objective of a point that is not a certified refit: the DOP iterate, then every failed attempt's
     # and probe's final fit.
-    lowest = _objective(_residual(y, x_dop, observed), s, lam, rows)
+    res_dop = _residual(y, x_dop, observed)  # every attempt from X̃ reads its first clean set from these
+    lowest = _objective(res_dop, s, lam, rows, observed)
     certified = []  # accepted refits, by decreasing rank
 
     def tried(attempt: Refinement) -> bool:
@@ -344,19 +345,19 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
             lowest = min(lowest, attempt.objective)
         return attempt.accepted
 
-    attempt = _refit(y, x_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed, lam,
+    attempt = _refit(y, res_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed, lam,
                      max_total=max_total)
     sweeps = attempt.sweeps
     if not tried(attempt) and top > 1:
         # The gap may sit one component late (a trailing component of an unconverged X̃ that the truth lacks):
         # a rank-(r̂+1) fit is not unique, and in the PSD model its projection need not fit exactly.
-        attempt = _refit(y, x_dop, left, s, zh, top - 1, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
-                         lam, max_total=max_total)
+        attempt = _refit(y, res_dop, left, s, zh, top - 1, psd, rows, max_outer, max_sweeps, fit_tol, gap,
+                         observed, lam, max_total=max_total)
         sweeps += attempt.sweeps
         tried(attempt)
     width = min(s.numel(), max_rank)
     if not certified and width_bound and width > top:
-        attempt = _refit(y, x_dop, left, s, zh, width, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
+        attempt = _refit(y, res_dop, left, s, zh, width, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
                          lam, max_total=max_total)
         sweeps += attempt.sweeps
         tried(attempt)
@@ -386,10 +387,10 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
 OBJECTIVE_SLACK = 1e-9  # relative: objectives closer than this are a tie (the refits' errors are ~1e-13)
 
 
-def _objective(res: Tensor, sv: Tensor, lam: float, rows: Rows) -> float:
+def _objective(res: Tensor, sv: Tensor, lam: float, rows: Rows, observed: Tensor | None) -> float:
     """The convex objective ``‖X‖* + λ‖P_Ω(y − X)‖₁`` from X's singular values and ``res = |y − X|`` (+inf at
-    missing entries, which count nothing). ``res`` is overwritten."""
-    l1 = rows.sum(res.masked_fill_(res == math.inf, 0).sum(dtype=torch.float64).reshape(1))
+    the missing entries, which count nothing)."""
+    l1 = rows.sum((res if observed is None else torch.where(observed, res, 0)).sum(dtype=torch.float64).reshape(1))
     return float(sv.double().sum()) + lam * float(l1)
 
 
@@ -510,12 +511,13 @@ def _residual(y: Tensor, x: Tensor | tuple[Tensor, Tensor], observed: Tensor | N
     return res if observed is None else res.masked_fill_(~observed, math.inf)
 
 
-def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool,
+def _refit(y: Tensor, start: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool,
            rows: Rows, max_outer: int, max_sweeps: int, fit_tol: float, gap: float, observed: Tensor | None,
            lam: float, probe: bool = False, max_total: int | None = None) -> Refinement:
-    """One certified-refit attempt at rank ``r`` from the estimate ``x0`` (a matrix or its factors; its SVD is
-    ``left, s, zh``). Without a certificate the result's ``low_rank`` is None. The result's ``objective`` is the
-    convex objective (λ = ``lam``) of the attempt's final fit, certified or not.
+    """One certified-refit attempt at rank ``r`` from an estimate X₀ whose SVD is ``left, s, zh``; ``start`` is its
+    factors (U, Vᵀ), or the residuals ``|y − X₀|`` (+inf at missing entries) when the caller has them. Without a
+    certificate the result's ``low_rank`` is None. The result's ``objective`` is the convex objective (λ = ``lam``)
+    of the attempt's final fit, certified or not.
 
     While the support moves, a fit ends early only when it crawls (:data:`SLOW_SWEEPS`): its clean set may
     still hold corruptions that no rank-r matrix fits, and the next round re-reads it. The final fit, and
@@ -529,7 +531,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
     scratch = (torch.empty_like(y), torch.empty_like(y))  # the fits' working space, reused by every round
     single = None  # y and the working space in float32, for the coarse rounds
     y_whole = None if probe else max(rows.norm(y), 1e-300)  # what a round's fit is relative to (probes: their own)
-    res = _residual(y, x0, observed, torch.empty_like(y))
+    res = start.clone() if isinstance(start, Tensor) else _residual(y, start, observed, torch.empty_like(y))
     threshold = 5 * _typical(res, seen, rows) / 0.6745
     clean = res <= threshold
     scale = float(rows.max(_local_max(torch.stack(torch.aminmax(y)).abs())))
@@ -559,7 +561,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
                 u, v = _psd_part(u, v, rows)
             res = _residual(y, (u, v.mT), observed, res)
             return Refinement(None, r, False, "no certificate (the fit stalls: a rank below the truth)", total_sweeps,
-                              objective=_objective(res, factored_svd(u, v, rows)[1], lam, rows))
+                              objective=_objective(res, factored_svd(u, v, rows)[1], lam, rows, observed))
         res = _residual(y, (u, v.mT), observed, res)
         if rows.count(clean) == 0:
             break  # nothing left to fit (e.g. every entry missing): no certificate
@@ -591,7 +593,7 @@ def _refit(y: Tensor, x0: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tenso
     determined = count > unknowns + max(m, n) and fewest_in_row > r and fewest_in_column > r
     largest_clean = float(rows.max(_local_max(_where(clean, res, 0.0, scratch[1]))))
     smallest_flagged = float(rows.min(-_local_max(_where(clean, math.inf, res, scratch[1]).neg_(), -math.inf)))
-    objective = _objective(res, factored_svd(u, v, rows)[1], lam, rows)  # (res is not read again)
+    objective = _objective(res, factored_svd(u, v, rows)[1], lam, rows, observed)
     consistent = stable and smallest_flagged >= gap * max(largest_clean, 1e-300)
     pinned = fit <= fit_tol and determined and consistent and _pinned(clean, u, v, rows, scratch[0])
     if pinned:

@@ -198,8 +198,9 @@ def test_a_fit_above_the_rank_that_absorbs_a_flagged_block_is_not_pinned():
     b = torch.zeros(20, 1, dtype=torch.float64)
     b[[3, 7, 12]] = torch.tensor([[5.0], [-7.0], [3.0]], dtype=torch.float64)
     work = torch.empty(30, 20, dtype=torch.float64)
-    assert refine._pinned(clean, u, v, Rows(30), work)
-    assert not refine._pinned(clean, torch.cat([u, a], 1), torch.cat([v, b], 1), Rows(30), work)
+    assert refine._pinned(clean, *refine.factored_svd(u, v, Rows(30)), Rows(30), work)
+    above = refine.factored_svd(torch.cat([u, a], 1), torch.cat([v, b], 1), Rows(30))
+    assert not refine._pinned(clean, *above, Rows(30), work)
 
 
 def _heavily_corrupted(shape, r, data_seed):

@@ -345,22 +345,18 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
             lowest = min(lowest, attempt.objective)
         return attempt.accepted
 
-    attempt = _refit(y, res_dop, left, s, zh, top, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed, lam,
-                     max_total=max_total)
-    sweeps = attempt.sweeps
-    if not tried(attempt) and top > 1:
-        # The gap may sit one component late (a trailing component of an unconverged X̃ that the truth lacks):
-        # a rank-(r̂+1) fit is not unique, and in the PSD model its projection need not fit exactly.
-        attempt = _refit(y, res_dop, left, s, zh, top - 1, psd, rows, max_outer, max_sweeps, fit_tol, gap,
-                         observed, lam, max_total=max_total)
-        sweeps += attempt.sweeps
-        tried(attempt)
+    # The gap's rank; then one below it: the gap may sit one component late (a trailing component of an
+    # unconverged X̃ that the truth lacks: a rank-(r̂+1) fit is not unique, and in the PSD model its projection
+    # need not fit exactly); then, with width_bound, the full width. The first certified one ends the list.
     width = min(s.numel(), max_rank)
-    if not certified and width_bound and width > top:
-        attempt = _refit(y, res_dop, left, s, zh, width, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed,
-                         lam, max_total=max_total)
+    ranks = [top] + [top - 1] * (top > 1) + [width] * (width_bound and width > top)
+    sweeps = 0
+    for r in ranks:
+        attempt = _refit(y, res_dop, left, s, zh, r, psd, rows, max_outer, max_sweeps, fit_tol, gap, observed, lam,
+                         max_total=max_total)
         sweeps += attempt.sweeps
-        tried(attempt)
+        if tried(attempt):
+            break
     if not certified:
         return Refinement(u @ v.mT, top, False, attempt.reason, sweeps)
     for r in range(certified[-1].rank - 1, 0, -1):  # downwards: a rank that cannot fit ends the search
@@ -483,15 +479,15 @@ def _l1_rows(y: Tensor, other: Tensor, seen: Tensor, floor: float, total) -> tup
 PINNED = 1e-12  # the smallest eigenvalue of a row's or column's Gram matrix, relative to its trace
 
 
-def _pinned(clean: Tensor, u: Tensor, v: Tensor, rows: Rows, work: Tensor) -> bool:
-    """Whether the clean entries pin down every factor row of ``U Vᵀ``: for each row the Gram matrix of V over its
-    clean entries, and for each column that of U, is nonsingular (smallest eigenvalue above PINNED times the trace:
-    ``G − PINNED·tr(G)·I`` has a Cholesky factor, 4x cheaper than the eigenvalues). A fit at a rank above the truth
-    can be exact on the clean entries by adding to the truth L a block Δ = a bᵀ whose support rows × columns are all
-    flagged: Δ vanishes on every clean entry, so the count of clean entries does not rule it out, but in each column
-    of b's support no clean row carries a's direction, and that column's Gram matrix is singular. (Uses ``work``,
-    like ``u Vᵀ``, as scratch.)"""
-    left, s, zh = factored_svd(u, v, rows)  # rank-r factors (the PSD part's have r zero columns more)
+def _pinned(clean: Tensor, left: Tensor, s: Tensor, zh: Tensor, rows: Rows, work: Tensor) -> bool:
+    """Whether the clean entries pin down every factor row of ``U Vᵀ`` (given by its SVD ``left, s, zh``, from
+    :func:`factored_svd`): for each row the Gram matrix of V over its clean entries, and for each column that of U,
+    is nonsingular (smallest eigenvalue above PINNED times the trace: ``G − PINNED·tr(G)·I`` has a Cholesky factor,
+    4x cheaper than the eigenvalues). A fit at a rank above the truth can be exact on the clean entries by adding to
+    the truth L a block Δ = a bᵀ whose support rows × columns are all flagged: Δ vanishes on every clean entry, so
+    the count of clean entries does not rule it out, but in each column of b's support no clean row carries a's
+    direction, and that column's Gram matrix is singular. (Uses ``work``, like ``u Vᵀ``, as scratch.)"""
+    # rank-r factors (the PSD part's have r zero columns more)
     r = int((s > s[0] * 1e-12).sum()) if s.numel() and s[0] > 0 else 0
     u, v = left[:, :r] * s[:r].sqrt(), zh[:r].mT * s[:r].sqrt()
     w = work.copy_(clean)
@@ -593,9 +589,10 @@ def _refit(y: Tensor, start: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Te
     determined = count > unknowns + max(m, n) and fewest_in_row > r and fewest_in_column > r
     largest_clean = float(rows.max(_local_max(_where(clean, res, 0.0, scratch[1]))))
     smallest_flagged = float(rows.min(-_local_max(_where(clean, math.inf, res, scratch[1]).neg_(), -math.inf)))
-    objective = _objective(res, factored_svd(u, v, rows)[1], lam, rows, observed)
+    svd = factored_svd(u, v, rows)  # (the objective's singular values and the pinned-rows check's factors)
+    objective = _objective(res, svd[1], lam, rows, observed)
     consistent = stable and smallest_flagged >= gap * max(largest_clean, 1e-300)
-    pinned = fit <= fit_tol and determined and consistent and _pinned(clean, u, v, rows, scratch[0])
+    pinned = fit <= fit_tol and determined and consistent and _pinned(clean, *svd, rows, scratch[0])
     if pinned:
         return Refinement(x, r, True, "exact fit on an over-determined, stable and separated clean set", total_sweeps,
                           (u, v), objective)

@@ -137,24 +137,52 @@ def test_the_residual_scale_is_read_from_a_sample_that_visits_every_column():
     assert refine._typical(small, where[:100, :100], Rows(100)) == float(small[where[:100, :100]].median())
 
 
-def test_coarse_rounds_in_float32_reach_the_same_certified_refit(monkeypatch):
+def test_float32_sweeps_reach_the_same_certified_refit_as_float64(monkeypatch):
     x, _, y = data.rpca_problem(150, 6, 0.1, seed=8)
-    real, dtypes = refine._fit, []
+    real, kinds = refine._fit, []
 
     def spy(y, *args, **kwargs):
-        dtypes.append(y.dtype)
+        kinds.append((y.dtype, kwargs.get("base", args[9] if len(args) > 9 else None) is not None))
         return real(y, *args, **kwargs)
 
     monkeypatch.setattr(refine, "_fit", spy)
     mixed = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(150))
-    # coarse rounds single, the final fit double (a probe below the rank then starts with coarse rounds again)
-    assert torch.float32 in dtypes and torch.float64 in dtypes[dtypes.index(torch.float32):]
-    monkeypatch.setattr(refine, "SINGLE_ABOVE", math.inf)
-    dtypes.clear()
+    # coarse rounds on y in float32, then the fine rounds and the final fit on corrections (float32 around a
+    # float64 residual); a probe below the rank starts with coarse rounds again
+    assert set(kinds) == {(torch.float32, False), (torch.float32, True)}
+    assert (torch.float32, True) in kinds[kinds.index((torch.float32, False)):]
+    monkeypatch.setattr(refine, "MIXED", False)
+    kinds.clear()
     double = dop.fit_dop(y[None], psd=True, alpha=math.sqrt(150))
-    assert set(dtypes) == {torch.float64}
+    assert set(kinds) == {(torch.float64, False)}
     for fit in (mixed, double):
         assert fit.refined[0] and fit.rank[0] == 6 and data.relative_error(fit.low_rank[0], x) < 1e-10
+    assert data.relative_error(mixed.low_rank[0], x) < 1e-11  # (1.8e-13 here; in float64 throughout 3.2e-12)
+
+
+def test_a_fit_on_corrections_matches_the_plain_fit():
+    # the same rank-r least squares from the same start, on corrections around the float64 residual (float32
+    # sweeps, through the fitter) and plainly in float64: imputation sweeps (rank 10) and the alternating least
+    # squares (rank 3)
+    gen = torch.Generator().manual_seed(3)
+    for r in (3, 10):
+        truth = torch.randn(200, r, generator=gen, dtype=torch.float64) @ torch.randn(r, 120, generator=gen,
+                                                                                     dtype=torch.float64)
+        clean = torch.rand(200, 120, generator=gen) > 0.2
+        y = torch.where(clean, truth, 100 * torch.randn(200, 120, generator=gen, dtype=torch.float64))
+        u0 = torch.linalg.svd(truth)[0][:, :r] * 3 + 1e-3 * torch.randn(200, r, generator=gen, dtype=torch.float64)
+        v0 = torch.linalg.lstsq(u0, truth).solution.mT + 1e-3 * torch.randn(120, r, generator=gen,
+                                                                             dtype=torch.float64)
+        rows = Rows(200)
+        scale = float(y.abs().max())
+        u, v, sweeps, stalled = refine._fit(y, clean, u0, v0, rows, 200, 1e-12)
+        fitter = refine._Fitter(y, scale, rows)  # 1e-12 lies beyond one base's reach from a 1e-3 start: in stages
+        u32, v32, sweeps32, stalled32 = fitter(clean, u0, v0, 200, 1e-12, None, None)
+        on_corrections = u32 @ v32.mT
+        assert fitter.residual32 is not None and u32.dtype == torch.float64
+        assert not stalled and not stalled32 and sweeps < 200 and sweeps32 < 200
+        assert data.relative_error(u @ v.mT, truth) < 1e-11
+        assert data.relative_error(on_corrections, truth) < 1e-11, (r, data.relative_error(on_corrections, truth))
 
 
 def test_spectral_norm_iteration_under_a_float64_default_dtype():
@@ -197,10 +225,30 @@ def test_a_fit_above_the_rank_that_absorbs_a_flagged_block_is_not_pinned():
     a[4] = 1.0
     b = torch.zeros(20, 1, dtype=torch.float64)
     b[[3, 7, 12]] = torch.tensor([[5.0], [-7.0], [3.0]], dtype=torch.float64)
-    work = torch.empty(30, 20, dtype=torch.float64)
-    assert refine._pinned(clean, *refine.factored_svd(u, v, Rows(30)), Rows(30), work)
+    assert refine._pinned(clean, *refine.factored_svd(u, v, Rows(30)), Rows(30))
     above = refine.factored_svd(torch.cat([u, a], 1), torch.cat([v, b], 1), Rows(30))
-    assert not refine._pinned(clean, *above, Rows(30), work)
+    assert not refine._pinned(clean, *above, Rows(30))
+
+
+def test_gram_matrices_the_float32_screen_cannot_clear_are_judged_in_float64(monkeypatch):
+    # the block's directions carried by the other rows and columns at 1e-4 (Gram eigenvalues ~1e-8 of the trace:
+    # below the float32 screen's margin, far above PINNED) or at 1e-9 (~1e-18: singular)
+    gen = torch.Generator().manual_seed(11)
+    u = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    v = torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    clean = torch.ones(30, 20, dtype=torch.bool)
+    clean[4, [3, 7, 12]] = False
+    real, levels = refine._clears, []
+    monkeypatch.setattr(refine, "_clears", lambda gram, level: levels.append((gram.dtype, level)) or real(gram, level))
+    for carried, pinned in ((1e-4, True), (1e-9, False)):
+        a = torch.full((30, 1), carried, dtype=torch.float64)
+        a[4] = 1.0
+        b = torch.full((20, 1), carried, dtype=torch.float64)
+        b[[3, 7, 12]] = torch.tensor([[5.0], [-7.0], [3.0]], dtype=torch.float64)
+        levels.clear()
+        assert refine._pinned(clean, *refine.factored_svd(torch.cat([u, a], 1), torch.cat([v, b], 1), Rows(30)),
+                              Rows(30)) == pinned
+        assert (torch.float32, refine._screen_margin(30)) in levels and (torch.float64, refine.PINNED) in levels
 
 
 def _heavily_corrupted(shape, r, data_seed):
@@ -212,17 +260,56 @@ def _heavily_corrupted(shape, r, data_seed):
 
 
 def test_a_refit_beaten_on_the_convex_objective_is_not_certified(monkeypatch):
-    # DOP reads rank 3-4 on rank-2 data; that refit absorbs a block of corruptions, exact on an over-
-    # determined, pinned clean set. The DOP iterate has a lower ‖X‖* + λ‖Y − X‖₁: not the convex solution.
+    # DOP reads rank 3 on rank-2 data; that refit absorbs a block of corruptions, exact on an over-determined,
+    # pinned clean set. With the plain truncation as the only probe (no localized component dropped), the probe
+    # at rank 2 stalls, but a point the attempt holds has a lower ‖X‖* + λ‖Y − X‖₁: the rank-3 refit is not the
+    # convex solution, and DOP goes on to rank 2.
+    from dopfast import RobustPCA
+
+    low, y = _heavily_corrupted((20, 15), 2, 4)
+    monkeypatch.setattr(refine, "LOCALIZED", 0.0)
+    monkeypatch.setattr(refine, "OBJECTIVE_SLACK", math.inf)  # objectives ignored: the smallest certified rank
+    blind = RobustPCA(random_state=0).fit(y)
+    assert blind.refined_ and blind.rank_ > 2 and np.abs(blind.low_rank_ - low).max() > 1
+    monkeypatch.setattr(refine, "OBJECTIVE_SLACK", 1e-9)
+    est = RobustPCA(random_state=0).fit(y)
+    assert est.refined_ and est.rank_ == 2 and np.abs(est.low_rank_ - low).max() < 1e-9 * np.abs(low).max()
+
+
+def test_a_probe_drops_a_localized_component(monkeypatch):
+    # the certified rank-3 refit of rank-2 data holds one absorbed corruption block as its largest component
+    # (singular value 51 against the truth's 29 and 21): truncation keeps it and the probe stalls; the probe
+    # without the localized component fits the truth, and DOP's certificate is the truth's
     from dopfast import RobustPCA
 
     low, y = _heavily_corrupted((50, 20), 2, 7)
-    monkeypatch.setattr(refine, "OBJECTIVE_SLACK", math.inf)  # objectives ignored: the smallest certified rank
-    blind = RobustPCA(random_state=3).fit(y)
-    assert blind.refined_ and blind.rank_ > 2 and np.abs(blind.low_rank_ - low).max() > 1
-    monkeypatch.undo()
     est = RobustPCA(random_state=3).fit(y)
     assert est.refined_ and est.rank_ == 2 and np.abs(est.low_rank_ - low).max() < 1e-9 * np.abs(low).max()
+    monkeypatch.setattr(refine, "LOCALIZED", 0.0)
+    plain = RobustPCA(random_state=3).fit(y)  # certified wrong: nothing the attempt holds beats it either
+    assert plain.refined_ and plain.rank_ == 3 and np.abs(plain.low_rank_ - low).max() > 1
+
+
+def test_the_localized_component_is_found():
+    gen = torch.Generator().manual_seed(0)
+    low = torch.randn(60, 3, generator=gen, dtype=torch.float64) @ torch.randn(3, 40, generator=gen).double()
+    block = torch.zeros(60, 40, dtype=torch.float64)
+    block[7:9, 3:5] = torch.outer(torch.tensor([3.0, 2.0]), torch.tensor([30.0, -24.0])).double()  # rank one, σ 139
+    rows = Rows(60)
+    left, s, zh = refine.factored_svd(*_factors(low + block), rows)
+    # the block's component is the largest; it is the one dropped, not the smallest
+    keep = refine._without_localized(left, zh, 4, rows)
+    assert keep is not None and len(keep) == 3
+    dropped = next(i for i in range(4) if i not in keep.tolist())
+    assert left[7:9, dropped].square().sum() > 0.9 and dropped != 3
+    left, s, zh = refine.factored_svd(*_factors(low), rows)
+    assert refine._without_localized(left, zh, 3, rows) is None  # incoherent components: the plain truncation
+
+
+def _factors(x):
+    u, s, vh = torch.linalg.svd(x)
+    r = int((s > 1e-10 * s[0]).sum())
+    return u[:, :r] * s[:r], vh[:r].mT
 
 
 @pytest.mark.parametrize("data_seed, seed", [(0, 2), (0, 6), (6, 2), (7, 1)])

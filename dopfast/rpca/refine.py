@@ -83,12 +83,6 @@ def spectral_gap_rank(singular_values: Tensor, max_rank: int) -> int:
     return int(torch.argmax(ratios)) + 1
 
 
-def _normal(wy: Tensor, w: Tensor, other: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row i of F, the normal equations of ``min ‖w_i ∘ (F_i otherᵀ − y_i)‖²`` (``wy = w ∘ y``):
-    (gram, rhs)."""
-    return _grams(w, other), _times(wy, other)
-
-
 def _grams(w: Tensor, other: Tensor) -> Tensor:
     """Per row i of ``w``, ``Σ_j w_ij other_j other_jᵀ`` (r × r): one GEMM against the r(r+1)/2 distinct
     products of other's columns (the Gram matrices are symmetric), then mirrored."""
@@ -152,7 +146,7 @@ SLOW_RATE = 0.5  # an imputation sweep shrinking the change by less than this ha
 
 def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float,
          stall_above: float | None = None, scratch: tuple[Tensor, Tensor] | None = None,
-         y_norm: float | None = None):
+         y_norm: float | None = None, base: tuple[Tensor, Tensor] | None = None):
     """The rank-r least-squares fit ``min ‖clean ∘ (U Vᵀ − y)‖`` from (U, V): returns ``(u, v, sweeps,
     stalled)``.
 
@@ -172,37 +166,58 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     ``scratch``: two tensors like ``y`` the fit may overwrite (for the weights and the residual). ``y_norm``:
     what the residual is relative to, in place of the clean entries' norm: a round's fit passes the whole
     matrix's, which saves a pass per round; its crawl test then reads a floor up to ~1.5× lower (corruptions
-    included in the norm), which can only make it stop later."""
+    included in the norm), which can only make it stop later.
+
+    ``base``: factors (U₀, V₀), with ``y`` the residual ``y₀ − U₀V₀ᵀ`` of the data y₀ (taken in higher precision):
+    the fit is then of ``(U₀ + u)(V₀ + v)ᵀ`` to y₀, ``u, v`` are corrections (zero to start) and the corrections
+    are returned. Every product is then a correction's size (:func:`_offset`), so a float32 fit keeps float32's
+    precision relative to the corrections, not to ``U Vᵀ``. ``y_norm`` is then required where ``stall_above``
+    is given."""
     w, e = scratch if scratch is not None else (torch.empty_like(y), torch.empty_like(y))
     w.copy_(clean)
     if y_norm is not None:
         y_clean = y_norm
     else:
+        assert base is None or stall_above is None, "a fit on corrections needs y_norm"
         y_clean = max(rows.norm(torch.mul(y, w, out=e)), 1e-300) if stall_above is not None else 1.0
     history: list[float] = []
     if u.shape[1] < IMPUTE_MIN_RANK:
-        return _fit_als(y, w, u, v, rows, max_sweeps, tol, stall_above, y_clean, history, e)
+        return _fit_als(y, w, u, v, rows, max_sweeps, tol, stall_above, y_clean, history, e, base)
     changes: list[float] = []
+    whole_v = _whole(v, base, 1)
     for sweeps in range(1, max_sweeps + 1):
-        _clean_residual(y, w, u, v, e)
+        _clean_residual(y, w, *_offset(u, v, base), e)
         state = _stalled(history, _norm(e, rows) / y_clean if stall_above is not None else None, stall_above)
         if state:
             return u, v, sweeps - 1, state == "stalled"
-        gv = v.mT @ v
-        du = _small_solve(gv, _times(e, v))
+        du = _small_solve(whole_v.mT @ whole_v, _times(e, whole_v))
         u = u + du
-        _clean_residual(y, w, u, v, e)
-        gu = rows.sum(u.mT @ u)
-        dv = rows.agree(_small_solve(gu, rows.sum(_times(e.mT, u))))
-        changes.append(_change(du, v, u, dv, rows))
+        whole_u = _whole(u, base, 0)
+        _clean_residual(y, w, *_offset(u, v, base), e)
+        gu = rows.sum(whole_u.mT @ whole_u)
+        dv = rows.agree(_small_solve(gu, rows.sum(_times(e.mT, whole_u))))
+        changes.append(_change(du, whole_v, whole_u, dv, rows))
         v = v + dv
+        whole_v = _whole(v, base, 1)
         if changes[-1] < tol:
             return u, v, sweeps, False
         if u.shape[1] <= LEAST_SQUARES_MAX_RANK and len(changes) >= 4 and changes[-1] > SLOW_RATE ** 2 * changes[-3]:
             u, v, more, stalled = _fit_als(y, w, u, v, rows, max_sweeps - sweeps, tol, stall_above, y_clean,
-                                           history, e)
+                                           history, e, base)
             return u, v, sweeps + more, stalled
     return u, v, max_sweeps, False
+
+
+def _whole(t: Tensor, base: tuple[Tensor, Tensor] | None, side: int) -> Tensor:
+    """The factor (U for ``side`` 0, V for 1) from what a fit iterates on: ``t`` itself, or ``base[side] + t``."""
+    return t if base is None else base[side] + t
+
+
+def _offset(u: Tensor, v: Tensor, base: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+    """Factors (L, R) of the part of the model a fit's ``y`` is compared with: ``U Vᵀ`` without a base; with a
+    base (U₀, V₀) and corrections (u, v), ``(U₀ + u)(V₀ + v)ᵀ − U₀V₀ᵀ = u V₀ᵀ + (U₀ + u) vᵀ``: one GEMM of width
+    2r, each of whose terms is a correction's size."""
+    return (u, v) if base is None else (torch.cat([u, base[0] + u], 1), torch.cat([base[1], v], 1))
 
 
 STALL_FALL = 0.5  # a probe whose residual falls by less than this factor over three sweeps has stalled
@@ -227,26 +242,35 @@ def _stalled(history: list[float], residual: float | None, stall_above: float | 
 
 
 def _fit_als(y: Tensor, w: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps: int, tol: float,
-             stall_above: float | None, y_clean: float, history: list[float], out: Tensor | None = None):
-    """Alternating least squares for :func:`_fit` (weights ``w``): U by its (local) rows, V from normal
-    equations summed over every rank's rows. ``out``: a tensor like ``y`` it may overwrite."""
-    wy = torch.mul(w, y, out=out)
+             stall_above: float | None, y_clean: float, history: list[float], out: Tensor | None = None,
+             base: tuple[Tensor, Tensor] | None = None):
+    """Alternating least squares for :func:`_fit` (weights ``w``, ``base`` as there): U by its (local) rows, V
+    from normal equations summed over every rank's rows. ``out``: a tensor like ``y`` it may overwrite.
+
+    On corrections each half-sweep solves for the step from the current residual instead (the same iterate): the
+    solves' ridge, 2e-6 of the trace in float32, then biases the step, which vanishes at the fit, not the
+    correction itself (at 20 × 5000, rank 2, a float32 ridge on the correction stalls the fit at 1e-5)."""
+    wy = torch.mul(w, y, out=out) if base is None else None
     sweeps = 0
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is returned
+        whole_v = _whole(v, base, 1)
+        source = wy if base is None else _clean_residual(y, w, *_offset(u, v, base), out)
         try:
-            u_new, ok = _solve(*_normal(wy, w, v)), True
+            u_new, ok = _solve(_grams(w, whole_v), _times(source, whole_v)) + (0 if base is None else u), True
         except (torch.linalg.LinAlgError, RuntimeError):
             ok = False
         if not rows.all(ok):  # every rank leaves together: no rank is left waiting in the next collective
             raise torch.linalg.LinAlgError("refinement: a least-squares solve failed")
-        gram, rhs = _normal(wy.mT, w.mT, u_new)
-        v_new = rows.agree(_solve(rows.sum(gram), rows.sum(rhs)))
-        change = _change(u_new - u, v, u_new, v_new - v, rows)
+        whole_u = _whole(u_new, base, 0)
+        source = wy if base is None else _clean_residual(y, w, *_offset(u_new, v, base), out)
+        step = rows.agree(_solve(rows.sum(_grams(w.mT, whole_u)), rows.sum(_times(source.mT, whole_u))))
+        v_new = step if base is None else v + step
+        change = _change(u_new - u, whole_v, whole_u, v_new - v, rows)
         u, v = u_new, v_new
         if change < tol:
             break
-        state = _stalled(history, rows.norm(_clean_residual(y, w, u, v)) / y_clean if stall_above is not None
-                         else None, stall_above)
+        state = _stalled(history, rows.norm(_clean_residual(y, w, *_offset(u, v, base))) / y_clean
+                         if stall_above is not None else None, stall_above)
         if state:
             return u, v, sweeps, state == "stalled"
     return u, v, sweeps, False
@@ -363,12 +387,20 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
         # Each probe starts from the last certified refit truncated to rank r, with the clean set read afresh
         # from that truncation's residuals (the refit's own clean set holds whatever corruptions it absorbed),
         # and gives up as soon as its fit stalls: a rank below the truth stalls at once, at the size of what it
-        # lacks.
+        # lacks. Where that fails and one component is clearly localized (a block of absorbed corruptions, which
+        # can be the largest component), the refit less that component is probed too.
         left, s, zh = factored_svd(*certified[-1].factors, rows)
-        probe = _refit(y, (left[:, :r] * s[:r], zh[:r]), left, s, zh, r, psd, rows, min(max_outer, 3),
-                       min(max_sweeps, 30), fit_tol, gap, observed, lam, probe=True)
-        sweeps += probe.sweeps
-        if not tried(probe):
+        found = False
+        for keep in (torch.arange(r), _without_localized(left, zh, r + 1, rows)):
+            if keep is None:
+                break
+            probe = _refit(y, (left[:, keep] * s[keep], zh[keep]), left[:, keep], s[keep], zh[keep], r, psd, rows,
+                           min(max_outer, 3), min(max_sweeps, 30), fit_tol, gap, observed, lam, probe=True)
+            sweeps += probe.sweeps
+            if tried(probe):
+                found = True
+                break
+        if not found:
             break
     best = certified[0]
     for c in certified[1:]:  # the lowest objective; a tie (within rounding) goes to the smaller rank
@@ -378,6 +410,25 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
         return Refinement(u @ v.mT, best.rank, False, f"no certificate (another point has a lower convex objective: "
                           f"{lowest:.6g} against the refit's {best.objective:.6g})", sweeps)
     return Refinement(best.low_rank, best.rank, True, best.reason, sweeps)
+
+
+LOCALIZED = 0.5  # a component is localized when its spread is below this fraction of the median component's
+
+
+def _without_localized(left: Tensor, zh: Tensor, k: int, rows: Rows) -> Tensor | None:
+    """The indices of the first ``k`` components less the most localized one, or None when none is clearly
+    localized (or it is the last, which the plain truncation drops already). A component's spread is the
+    geometric mean of its singular vectors' participation ratios ``1 / Σ_i x_i⁴`` relative to their lengths (about
+    1/3 for a random vector; p/m for one on p of m rows); localized: below :data:`LOCALIZED` times the median."""
+    if k < 3:
+        return None
+    fourth = rows.sum(left[:, :k].pow(4).sum(0))
+    spread = ((1 / fourth.clamp_min(1e-300)) / rows.total * (1 / zh[:k].pow(4).sum(1).clamp_min(1e-300)) /
+              zh.shape[1]).sqrt()
+    worst = int(torch.argmin(spread))
+    if worst == k - 1 or float(spread[worst]) >= LOCALIZED * float(spread.median()):
+        return None
+    return torch.tensor([i for i in range(k) if i != worst])
 
 
 OBJECTIVE_SLACK = 1e-9  # relative: objectives closer than this are a tie (the refits' errors are ~1e-13)
@@ -392,7 +443,10 @@ def _objective(res: Tensor, sv: Tensor, lam: float, rows: Rows, observed: Tensor
 
 FIT_BELOW = 3e-2  # a round's fit ends when U Vᵀ changes by less than this fraction of the threshold
 FINAL_TOL = 1e-12  # the change in U Vᵀ, relative, at which the final fit ends (errors of ~1e-13 at n = 1000)
-SINGLE_ABOVE = 1e-4  # a round whose fit need not go below this (relative to max|y|) runs in float32
+SINGLE_ABOVE = 1e-4  # a round whose fit need not go below this (relative to max|y|) runs in float32 on y itself
+MIXED = True  # float64 data's fits run in float32 (on y above SINGLE_ABOVE, on corrections below): see _Fitter
+CORRECTION_REACH = 1e-5  # a fit on corrections goes at most this far below its base's clean residual (float32
+# keeps ~1e-7 of it), then takes a new base
 THRESHOLD_FALL = 0.03  # the most the threshold falls in one round (0.1: ~10% slower at n = 1000; 0.01: 2x slower)
 SAMPLE = 1 << 16  # entries a residual scale is read from
 
@@ -479,24 +533,52 @@ def _l1_rows(y: Tensor, other: Tensor, seen: Tensor, floor: float, total) -> tup
 PINNED = 1e-12  # the smallest eigenvalue of a row's or column's Gram matrix, relative to its trace
 
 
-def _pinned(clean: Tensor, left: Tensor, s: Tensor, zh: Tensor, rows: Rows, work: Tensor) -> bool:
+def _pinned(clean: Tensor, left: Tensor, s: Tensor, zh: Tensor, rows: Rows) -> bool:
     """Whether the clean entries pin down every factor row of ``U Vᵀ`` (given by its SVD ``left, s, zh``, from
-    :func:`factored_svd`): for each row the Gram matrix of V over its clean entries, and for each column that of U,
-    is nonsingular (smallest eigenvalue above PINNED times the trace: ``G − PINNED·tr(G)·I`` has a Cholesky factor,
-    4x cheaper than the eigenvalues). A fit at a rank above the truth can be exact on the clean entries by adding to
-    the truth L a block Δ = a bᵀ whose support rows × columns are all flagged: Δ vanishes on every clean entry, so
-    the count of clean entries does not rule it out, but in each column of b's support no clean row carries a's
-    direction, and that column's Gram matrix is singular. (Uses ``work``, like ``u Vᵀ``, as scratch.)"""
+    :func:`factored_svd`): for each row the Gram matrix of the right singular vectors over its clean entries, and for
+    each column that of the left ones, is nonsingular (smallest eigenvalue above PINNED times the trace:
+    ``G − PINNED·tr(G)·I`` has a Cholesky factor, 4x cheaper than the eigenvalues; the balanced factors' Gram
+    matrices are congruent to these, singular together). A fit at a rank above the truth can be exact on the clean
+    entries by adding to the truth L a block Δ = a bᵀ whose support rows × columns are all flagged: Δ vanishes on
+    every clean entry, so the count of clean entries does not rule it out, but in each column of b's support no clean
+    row carries a's direction, and that column's Gram matrix is singular.
+
+    The Gram matrices are screened in float32 first: a float32 sum of n terms is within ``n·eps₃₂·tr(G)`` of the
+    exact one (in spectral norm, via the Frobenius norm of the PSD sum of the terms' absolute values), so a float32
+    Gram matrix whose smallest eigenvalue clears :func:`_screen_margin` times its trace is nonsingular; only the
+    rows and columns it does not clear are formed again in float64 (n = 1000, rank 20: 15 ms against 40 ms)."""
     # rank-r factors (the PSD part's have r zero columns more)
     r = int((s > s[0] * 1e-12).sum()) if s.numel() and s[0] > 0 else 0
-    u, v = left[:, :r] * s[:r].sqrt(), zh[:r].mT * s[:r].sqrt()
-    w = work.copy_(clean)
+    u, v = left[:, :r], zh[:r].mT
+    w32 = clean.to(torch.float32)
     ok = True
-    for gram in (_grams(w, v), rows.sum(_grams(w.mT, u))):
-        trace = gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(gram.dtype).tiny)
-        shifted = gram - (PINNED * trace)[:, None, None] * torch.eye(r, dtype=gram.dtype, device=gram.device)
-        ok = ok and not bool(torch.linalg.cholesky_ex(shifted).info.any())
+    for by_column in (False, True):  # rows (Gram matrices of V, this rank's), then columns (of U, summed over ranks)
+        side, other, terms = (w32.mT, u, rows.total) if by_column else (w32, v, clean.shape[1])
+        total = rows.sum if by_column else (lambda t: t)
+        margin = _screen_margin(terms)
+        unclear = torch.ones(side.shape[0], dtype=torch.bool, device=side.device)
+        if margin < 0.1:
+            unclear = ~_clears(total(_grams(side, other.float())), margin)
+        if bool(unclear.any()):  # (by column: the same on every rank, from summed matrices)
+            part = clean[:, unclear].mT if by_column else clean[unclear]
+            clear = _clears(total(_grams(part.to(other.dtype), other)), PINNED)  # (every rank sums)
+            ok = bool(clear.all()) and ok
     return rows.all(ok)
+
+
+def _screen_margin(terms: int) -> float:
+    """The smallest eigenvalue, relative to the trace, that a float32 Gram matrix of ``terms`` terms must clear to
+    prove the exact one nonsingular (above :data:`PINNED`): 16 times the worst-case rounding ``terms · eps₃₂``."""
+    return 16 * terms * torch.finfo(torch.float32).eps
+
+
+def _clears(gram: Tensor, level: float) -> Tensor:
+    """Per Gram matrix, whether its smallest eigenvalue exceeds ``level`` times its trace (a Cholesky factor of
+    ``G − level·tr(G)·I`` exists)."""
+    r = gram.shape[-1]
+    trace = gram.diagonal(dim1=1, dim2=2).sum(-1).clamp_min(torch.finfo(gram.dtype).tiny)
+    shifted = gram - (level * trace)[:, None, None] * torch.eye(r, dtype=gram.dtype, device=gram.device)
+    return torch.linalg.cholesky_ex(shifted).info == 0
 
 
 def _residual(y: Tensor, x: Tensor | tuple[Tensor, Tensor], observed: Tensor | None,
@@ -505,6 +587,53 @@ def _residual(y: Tensor, x: Tensor | tuple[Tensor, Tensor], observed: Tensor | N
     smallest of anything); into ``out`` when given."""
     res = (torch.sub(y, x, out=out) if isinstance(x, Tensor) else torch.addmm(y, *x, alpha=-1, out=out)).abs_()
     return res if observed is None else res.masked_fill_(~observed, math.inf)
+
+
+class _Fitter:
+    """The fits of one refit attempt and their working space. In y's dtype; or, for float64 data within float32's
+    range, in float32: on y itself for a fit that need not go below :data:`SINGLE_ABOVE` (relative to max|y|),
+    and otherwise on corrections to the current factors around their float64 residual (:func:`_fit`'s ``base``):
+    one float64 product per fit, float32 sweeps at about half a float64 sweep's cost, the same fit to rounding
+    (n = 1000: the final fit's clean residual 1.0e-13 either way). A fit whose tolerance lies more than
+    1/:data:`CORRECTION_REACH` below its start's clean residual runs in stages, each from a new base."""
+
+    def __init__(self, y: Tensor, scale: float, rows: Rows):
+        self.y, self.rows = y, rows
+        self.scratch = (torch.empty_like(y), torch.empty_like(y))  # float64 (y's dtype), also the certificate's
+        self.single = MIXED and y.dtype == torch.float64 and 1e-30 < scale < 1e30
+        self.y32 = self.residual32 = self.work32 = None
+
+    def __call__(self, clean: Tensor, u: Tensor, v: Tensor, max_sweeps: int, tol: float, stall_above: float | None,
+                 y_norm: float | None) -> tuple[Tensor, Tensor, int, bool]:
+        if not self.single:
+            return _fit(self.y, clean, u, v, self.rows, max_sweeps, tol, stall_above, self.scratch, y_norm)
+        if self.work32 is None:
+            self.work32 = (torch.empty_like(self.y, dtype=torch.float32), torch.empty_like(self.y, dtype=torch.float32))
+        if tol >= SINGLE_ABOVE:
+            if self.y32 is None:
+                self.y32 = self.y.float()
+            u, v, sweeps, stalled = _fit(self.y32, clean, u.float(), v.float(), self.rows, max_sweeps, tol,
+                                         stall_above, self.work32, y_norm)
+            return u.double(), v.double(), sweeps, stalled
+        if y_norm is None:
+            y_norm = max(self.rows.norm(torch.mul(self.y, clean, out=self.scratch[0])), 1e-300)
+        if self.residual32 is None:
+            self.residual32 = torch.empty_like(self.y, dtype=torch.float32)
+        sweeps, stalled, before = 0, False, math.inf
+        while sweeps < max_sweeps:  # in stages, each within the corrections' reach from its base
+            self.residual32.copy_(torch.addmm(self.y, u, v.mT, alpha=-1, out=self.scratch[0]))
+            start = _norm(torch.mul(self.residual32, clean, out=self.work32[1]), self.rows) / y_norm
+            if start > 0.1 * before:
+                break  # the last stage gained less than 10x: the fit is at its floor
+            stage_tol = max(tol, CORRECTION_REACH * start)
+            base = (u.float(), v.float())
+            du, dv, more, stalled = _fit(self.residual32, clean, torch.zeros_like(base[0]), torch.zeros_like(base[1]),
+                                         self.rows, max_sweeps - sweeps, stage_tol, stall_above, self.work32, y_norm,
+                                         base)
+            u, v, sweeps, before = u + du.double(), v + dv.double(), sweeps + more, start
+            if stalled or stage_tol <= tol:
+                break
+        return u, v, sweeps, stalled
 
 
 def _refit(y: Tensor, start: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Tensor, zh: Tensor, r: int, psd: bool,
@@ -524,13 +653,13 @@ def _refit(y: Tensor, start: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Te
     root = s[:r].sqrt()
     u, v = left[:, :r] * root, zh[:r].mT * root
     seen = torch.ones_like(y, dtype=torch.bool) if observed is None else observed
-    scratch = (torch.empty_like(y), torch.empty_like(y))  # the fits' working space, reused by every round
-    single = None  # y and the working space in float32, for the coarse rounds
     y_whole = None if probe else max(rows.norm(y), 1e-300)  # what a round's fit is relative to (probes: their own)
     res = start.clone() if isinstance(start, Tensor) else _residual(y, start, observed, torch.empty_like(y))
     threshold = 5 * _typical(res, seen, rows) / 0.6745
     clean = res <= threshold
     scale = float(rows.max(_local_max(torch.stack(torch.aminmax(y)).abs())))
+    fitter = _Fitter(y, scale, rows)  # (its working space serves every round and the certificate)
+    scratch = fitter.scratch
     total_sweeps = 0
     stable = False
     need = min(r + 2, m, n)
@@ -542,15 +671,8 @@ def _refit(y: Tensor, start: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Te
         # While the support may still move, the fit need only be well below the threshold that re-reads it;
         # once it holds, the fit is finished to full precision below.
         inner_tol = max(FINAL_TOL, FIT_BELOW * threshold / max(scale, 1e-300))
-        args = (rows, min(max_sweeps, budget - total_sweeps), inner_tol, stall_above if probe else math.inf)
-        if inner_tol >= SINGLE_ABOVE and y.dtype == torch.float64 and 1e-30 < scale < 1e30:  # (float32's range)
-            if single is None:
-                y32 = y.float()
-                single = (y32, (torch.empty_like(y32), torch.empty_like(y32)))
-            u, v, sweeps, stalled = _fit(single[0], clean, u.float(), v.float(), *args, single[1], y_whole)
-            u, v = u.double(), v.double()
-        else:
-            u, v, sweeps, stalled = _fit(y, clean, u, v, *args, scratch, y_whole)
+        u, v, sweeps, stalled = fitter(clean, u, v, min(max_sweeps, budget - total_sweeps), inner_tol,
+                                       stall_above if probe else math.inf, y_whole)
         total_sweeps += sweeps
         if stalled and probe:  # this rank cannot fit the clean entries: no certificate
             if psd:  # (the objective of a feasible point: X ⪰ 0 in the PSD model)
@@ -573,15 +695,16 @@ def _refit(y: Tensor, start: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Te
             break  # the fit crawls and the residual scale has stopped falling: a rank below the truth
         clean = new_clean
     if stable:  # the support holds: fit it to full precision (the certificate below reads this fit)
-        u, v, sweeps, _ = _fit(y, clean, u, v, rows, max(1, min(max_sweeps, budget - total_sweeps)), FINAL_TOL,
-                               stall_above, scratch)
+        u, v, sweeps, _ = fitter(clean, u, v, max(1, min(max_sweeps, budget - total_sweeps)), FINAL_TOL,
+                                 stall_above, None)
         total_sweeps += sweeps
     if psd:
         u, v = _psd_part(u, v, rows)
     x = u @ v.mT
     res = _residual(y, x, observed, res)
     w = scratch[0].copy_(clean)
-    fit = rows.norm(torch.sub(y, x, out=scratch[1]).mul_(w)) / max(rows.norm(torch.mul(y, w, out=scratch[1])), 1e-300)
+    clean_fit = rows.norm(torch.sub(y, x, out=scratch[1]).mul_(w)) / max(rows.norm(torch.mul(y, w, out=scratch[1])),
+                                                                         1e-300)
     unknowns = r * (m + n - r)
     count = rows.count(clean)
     fewest_in_row = int(rows.min(clean.sum(1, dtype=torch.int32).min().reshape(1)))
@@ -592,12 +715,12 @@ def _refit(y: Tensor, start: Tensor | tuple[Tensor, Tensor], left: Tensor, s: Te
     svd = factored_svd(u, v, rows)  # (the objective's singular values and the pinned-rows check's factors)
     objective = _objective(res, svd[1], lam, rows, observed)
     consistent = stable and smallest_flagged >= gap * max(largest_clean, 1e-300)
-    pinned = fit <= fit_tol and determined and consistent and _pinned(clean, *svd, rows, scratch[0])
+    pinned = clean_fit <= fit_tol and determined and consistent and _pinned(clean, *svd, rows)
     if pinned:
         return Refinement(x, r, True, "exact fit on an over-determined, stable and separated clean set", total_sweeps,
                           (u, v), objective)
-    why = (f"clean-entry residual {fit:.1e}" if fit > fit_tol else "clean set not over-determined" if not determined
-           else "support not stable" if not stable else
+    why = (f"clean-entry residual {clean_fit:.1e}" if clean_fit > fit_tol else
+           "clean set not over-determined" if not determined else "support not stable" if not stable else
            f"support not separated (flagged residual {smallest_flagged:.1e} vs clean {largest_clean:.1e})"
            if not consistent else "a factor row not pinned down by its clean entries (a rank above the truth)")
     return Refinement(None, r, False, f"no certificate ({why})", total_sweeps, objective=objective)

@@ -173,3 +173,36 @@ def test_cost_model_and_the_scaleout_benchmark_run(tmp_path):
     assert scaleout.main(["--quick", "--out", str(out)]) == 0
     text = out.read_text()
     assert "Sharded DOP step" in text and "Where communication overtakes compute" in text
+
+
+def _pinned_worker(rank, world, port, out):
+    from dopfast.rpca import refine
+
+    with joined(rank, world, port):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(40, 3, generator=g, dtype=torch.float64) @ torch.randn(3, 30, generator=g, dtype=torch.float64)
+        clean = torch.rand(40, 30, generator=g) > 0.1
+        rows = Rows(20, distributed=True)
+        mine = slice(20 * rank, 20 * rank + 20)
+        big, s, small = torch.linalg.svd(x, full_matrices=False)
+        left, s, zh = refine.factored_svd(big[mine, :3] * s[:3], small[:3].mT, rows)
+        real, screens = refine._clears, []
+
+        def clears(gram, level):  # one column's float32 screen verdict differs in its last bit on rank 1
+            verdict = real(gram, level)
+            if level != refine.PINNED:
+                screens.append(level)
+                if len(screens) == 2 and rank == 1:
+                    verdict[0] = ~verdict[0]
+            return verdict
+
+        refine._clears = clears
+        torch.save(refine._pinned(clean[mine], left, s, zh, rows), f"{out}.{rank}")
+
+
+def test_the_pinned_check_takes_one_branch_on_every_rank(tmp_path):
+    # the column screen's verdicts come from a Cholesky each rank takes of the summed Gram matrices; where they
+    # differ, the float64 re-check (a collective over the unclear columns) must still be taken by every rank
+    out = str(tmp_path / "pinned")
+    spawn(_pinned_worker, 2, out)
+    assert [torch.load(f"{out}.{r}") for r in range(2)] == [True, True]

@@ -384,3 +384,32 @@ def test_pcp_refuses_non_finite_input():
 
     with pytest.raises(ValueError, match="NaN or Inf"):
         pcp(torch.tensor([[1.0, float("nan")], [0.0, 1.0]]))
+
+
+def _spread_spectrum(m, n, r, span, seed, scale=1.0):
+    """Rank-r data whose singular values span ``span``, 5% of entries corrupted, and factors of the truth plus
+    1e-3 noise: a refit's start."""
+    g = torch.Generator().manual_seed(seed)
+    qu = torch.linalg.qr(torch.randn(m, r, generator=g, dtype=torch.float64))[0]
+    qv = torch.linalg.qr(torch.randn(n, r, generator=g, dtype=torch.float64))[0]
+    x = (qu * torch.logspace(0, -math.log10(span), r, dtype=torch.float64) * math.sqrt(m * n / r)) @ qv.T
+    s = torch.zeros(m * n, dtype=torch.float64)
+    picked = torch.randperm(m * n, generator=g)[: m * n // 20]
+    s[picked] = 10 * x.abs().max() * torch.randn(len(picked), generator=g, dtype=torch.float64)
+    noisy = x + 1e-3 * x.abs().max() * torch.randn(m, n, generator=g, dtype=torch.float64)
+    left, sv, zh = torch.linalg.svd(noisy, full_matrices=False)
+    root = (sv[:r] * scale).sqrt()
+    return x * scale, (x + s.view(m, n)) * scale, left[:, :r] * root, zh[:r].mT * root
+
+
+@pytest.mark.parametrize("span, scale", [(1e6, 1.0), (10.0, 1e20), (10.0, 1e-25)])
+def test_float32_sweeps_certify_spread_spectra_and_extreme_scales(monkeypatch, span, scale):
+    # singular values spanning 1e6: a float32 ridge (2e-6 of the trace) froze the weakest components at a clean
+    # residual of 1e-6; data at 1e20 overflowed float32 Gram products (every stage stopped after one sweep) and at
+    # 1e-25 fell into float32 subnormals. The r × r algebra now runs in float64, the sweeps in units of max|y|.
+    x, y, u, v = _spread_spectrum(200, 150, 5, span, 0, scale)
+    for mixed in (True, False):
+        monkeypatch.setattr(refine, "MIXED", mixed)
+        out = refine.refine_low_rank(y, u, v, False, max_rank=5, width_bound=True)
+        assert out.accepted and out.rank == 5 and out.sweeps < 100, (mixed, out.reason, out.sweeps)
+        assert data.relative_error(out.low_rank, x) < 1e-10

@@ -14,8 +14,10 @@ problem, at small rank or where the sweeps are slow), re-reads the support from 
 fall to ~1e-12, corruptions keep their size) and repeats until the support stops changing (a row or column short of
 r̂ + 2 clean entries has its factor row refitted by least absolute deviations first, :func:`_l1_rows`, where only a
 few are short). While the support moves, each fit runs only until it changes by less than 3% of the threshold that
-re-reads the support (in float32 while that is above 1e-4 of max|y|); the stable support is then fitted to full
-precision in float64. On exactly recoverable data this reaches the truth to ~1e-12.
+re-reads the support; the stable support is then fitted to full precision. For float64 data every sweep runs in
+float32: on y while the fit need not go below 1e-4 of max|y|, below that on corrections to the factors around
+their float64 residual (:class:`_Fitter`); residuals, thresholds and the certificate are float64. On exactly
+recoverable data this reaches the truth to ~1e-13.
 
 It is accepted only with a certificate that the refit gives itself, never by comparison with the DOP iterate
 (a lower convex objective than an unconverged iterate certifies nothing):
@@ -37,9 +39,9 @@ It is accepted only with a certificate that the refit gives itself, never by com
 
 This is not a proof of uniqueness. On small matrices with large corruptions (20 × 15, rank 2, 10% of entries
 N(0, 10²)) a fit one rank above the truth can absorb a few corruptions into an extra rank-one block, exact on
-every clean entry. Of 240 such fits (sizes 20 × 15 to 60 × 30), 3 are still certified wrong, all on data where
-the convex program itself does not recover the truth (PCP's solution has a lower objective than the truth);
-none in the sweeps at n ≥ 50.
+every clean entry (such a block can be the refit's largest component: the probes below drop it, see
+:func:`_without_localized`). Of 312 such fits (sizes 20 × 15 to 60 × 30, ranks 1–4) none is certified wrong
+(3 were before the localized-component probe, 16 before the objective check); none in the sweeps at n ≥ 50.
 
 Without a certificate the DOP estimate is kept; :func:`dopfast.rpca.fit_dop` then runs DOP further and tries
 again.
@@ -171,7 +173,9 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     ``base``: factors (U₀, V₀), with ``y`` the residual ``y₀ − U₀V₀ᵀ`` of the data y₀ (taken in higher precision):
     the fit is then of ``(U₀ + u)(V₀ + v)ᵀ`` to y₀, ``u, v`` are corrections (zero to start) and the corrections
     are returned. Every product is then a correction's size (:func:`_offset`), so a float32 fit keeps float32's
-    precision relative to the corrections, not to ``U Vᵀ``. ``y_norm`` is then required where ``stall_above``
+    precision relative to the corrections, not to ``U Vᵀ``. The Gram matrices and the solves then run in float64
+    from the float32 factors (a float32 ridge of 2e-6 of the trace would freeze components below it: singular
+    values spanning 1e6 stalled at a clean residual of 1e-6). ``y_norm`` is then required where ``stall_above``
     is given."""
     w, e = scratch if scratch is not None else (torch.empty_like(y), torch.empty_like(y))
     w.copy_(clean)
@@ -183,6 +187,7 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     history: list[float] = []
     if u.shape[1] < IMPUTE_MIN_RANK:
         return _fit_als(y, w, u, v, rows, max_sweeps, tol, stall_above, y_clean, history, e, base)
+    exact = y.dtype if base is None else torch.float64  # the r × r algebra (Gram matrices, solves)
     changes: list[float] = []
     whole_v = _whole(v, base, 1)
     for sweeps in range(1, max_sweeps + 1):
@@ -190,12 +195,12 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
         state = _stalled(history, _norm(e, rows) / y_clean if stall_above is not None else None, stall_above)
         if state:
             return u, v, sweeps - 1, state == "stalled"
-        du = _small_solve(whole_v.mT @ whole_v, _times(e, whole_v))
+        du = _small_solve(_gram(whole_v, exact), _times(e, whole_v).to(exact)).to(y.dtype)
         u = u + du
         whole_u = _whole(u, base, 0)
         _clean_residual(y, w, *_offset(u, v, base), e)
-        gu = rows.sum(whole_u.mT @ whole_u)
-        dv = rows.agree(_small_solve(gu, rows.sum(_times(e.mT, whole_u))))
+        gu = rows.sum(_gram(whole_u, exact))
+        dv = rows.agree(_small_solve(gu, rows.sum(_times(e.mT, whole_u).to(exact)))).to(y.dtype)
         changes.append(_change(du, whole_v, whole_u, dv, rows))
         v = v + dv
         whole_v = _whole(v, base, 1)
@@ -206,6 +211,12 @@ def _fit(y: Tensor, clean: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
                                            history, e, base)
             return u, v, sweeps + more, stalled
     return u, v, max_sweeps, False
+
+
+def _gram(f: Tensor, dtype: torch.dtype) -> Tensor:
+    """``fᵀ f`` in ``dtype``."""
+    f = f.to(dtype)
+    return f.mT @ f
 
 
 def _whole(t: Tensor, base: tuple[Tensor, Tensor] | None, side: int) -> Tensor:
@@ -247,24 +258,26 @@ def _fit_als(y: Tensor, w: Tensor, u: Tensor, v: Tensor, rows: Rows, max_sweeps:
     """Alternating least squares for :func:`_fit` (weights ``w``, ``base`` as there): U by its (local) rows, V
     from normal equations summed over every rank's rows. ``out``: a tensor like ``y`` it may overwrite.
 
-    On corrections each half-sweep solves for the step from the current residual instead (the same iterate): the
-    solves' ridge, 2e-6 of the trace in float32, then biases the step, which vanishes at the fit, not the
-    correction itself (at 20 × 5000, rank 2, a float32 ridge on the correction stalls the fit at 1e-5)."""
+    On corrections each half-sweep solves for the step from the current residual instead (the same iterate), and
+    the Gram matrices and solves run in float64 as in :func:`_fit` (from float64 weights made once per call)."""
     wy = torch.mul(w, y, out=out) if base is None else None
+    w_exact = w if base is None else w.double()
     sweeps = 0
     for sweeps in range(1, max_sweeps + 1):  # noqa: B007 - the count is returned
         whole_v = _whole(v, base, 1)
         source = wy if base is None else _clean_residual(y, w, *_offset(u, v, base), out)
         try:
-            u_new, ok = _solve(_grams(w, whole_v), _times(source, whole_v)) + (0 if base is None else u), True
+            step = _solve(_grams(w_exact, whole_v.to(w_exact.dtype)), _times(source, whole_v).to(w_exact.dtype))
+            u_new, ok = (step if base is None else u + step.to(y.dtype)), True
         except (torch.linalg.LinAlgError, RuntimeError):
             ok = False
         if not rows.all(ok):  # every rank leaves together: no rank is left waiting in the next collective
             raise torch.linalg.LinAlgError("refinement: a least-squares solve failed")
         whole_u = _whole(u_new, base, 0)
         source = wy if base is None else _clean_residual(y, w, *_offset(u_new, v, base), out)
-        step = rows.agree(_solve(rows.sum(_grams(w.mT, whole_u)), rows.sum(_times(source.mT, whole_u))))
-        v_new = step if base is None else v + step
+        step = rows.agree(_solve(rows.sum(_grams(w_exact.mT, whole_u.to(w_exact.dtype))),
+                                 rows.sum(_times(source.mT, whole_u).to(w_exact.dtype))))
+        v_new = step if base is None else v + step.to(y.dtype)
         change = _change(u_new - u, whole_v, whole_u, v_new - v, rows)
         u, v = u_new, v_new
         if change < tol:
@@ -280,7 +293,8 @@ def _change(du: Tensor, v: Tensor, u_new: Tensor, dv: Tensor, rows: Rows) -> flo
     """How far ``U Vᵀ`` moved in a sweep that changed U by ``du`` (with the old V), then V by ``dv`` (with the
     new U), relative to the new ``U Vᵀ``: ``√(‖ΔU Vᵀ‖² + ‖U ΔVᵀ‖²) / ‖U Vᵀ‖`` (the cross term left out: within
     √2), from r × r products. Each rank's share is summed in one all-reduce, so every rank branches on the same
-    number."""
+    number. (In float64: float32 Gram products of data near 1e19 overflow.)"""
+    du, v, u_new, dv = du.double(), v.double(), u_new.double(), dv.double()
     gu = u_new.mT @ u_new
     v_new = v + dv
     local = torch.stack([((du.mT @ du) * (v.mT @ v)).sum(), (gu * (dv.mT @ dv)).sum(), (gu * (v_new.mT @ v_new)).sum()])
@@ -557,9 +571,11 @@ def _pinned(clean: Tensor, left: Tensor, s: Tensor, zh: Tensor, rows: Rows) -> b
         total = rows.sum if by_column else (lambda t: t)
         margin = _screen_margin(terms)
         unclear = torch.ones(side.shape[0], dtype=torch.bool, device=side.device)
-        if margin < 0.1:
+        if margin * r < 0.5:  # (no Gram matrix has its smallest eigenvalue above 1/r of its trace)
             unclear = ~_clears(total(_grams(side, other.float())), margin)
-        if bool(unclear.any()):  # (by column: the same on every rank, from summed matrices)
+            if by_column:  # every rank takes the same branch below (a Cholesky may differ in its last bit)
+                unclear = rows.agree(unclear.to(torch.uint8)).bool()
+        if bool(unclear.any()):
             part = clean[:, unclear].mT if by_column else clean[unclear]
             clear = _clears(total(_grams(part.to(other.dtype), other)), PINNED)  # (every rank sums)
             ok = bool(clear.all()) and ok
@@ -590,17 +606,20 @@ def _residual(y: Tensor, x: Tensor | tuple[Tensor, Tensor], observed: Tensor | N
 
 
 class _Fitter:
-    """The fits of one refit attempt and their working space. In y's dtype; or, for float64 data within float32's
-    range, in float32: on y itself for a fit that need not go below :data:`SINGLE_ABOVE` (relative to max|y|),
-    and otherwise on corrections to the current factors around their float64 residual (:func:`_fit`'s ``base``):
-    one float64 product per fit, float32 sweeps at about half a float64 sweep's cost, the same fit to rounding
-    (n = 1000: the final fit's clean residual 1.0e-13 either way). A fit whose tolerance lies more than
-    1/:data:`CORRECTION_REACH` below its start's clean residual runs in stages, each from a new base."""
+    """The fits of one refit attempt and their working space. In y's dtype; or, for float64 data, in float32, in
+    units of max|y| (float32's range then holds every product): on y itself for a fit that need not go below
+    :data:`SINGLE_ABOVE` (relative to max|y|), and otherwise on corrections to the current factors around their
+    float64 residual (:func:`_fit`'s ``base``): one float64 product per fit, float32 sweeps at about half a float64
+    sweep's cost, the same fit to rounding (n = 1000: the final fit's clean residual 1.0e-13 either way). A fit whose
+    tolerance lies more than 1/:data:`CORRECTION_REACH` below its start's clean residual runs in stages, each from a
+    new base."""
 
     def __init__(self, y: Tensor, scale: float, rows: Rows):
         self.y, self.rows = y, rows
         self.scratch = (torch.empty_like(y), torch.empty_like(y))  # float64 (y's dtype), also the certificate's
-        self.single = MIXED and y.dtype == torch.float64 and 1e-30 < scale < 1e30
+        self.single = MIXED and y.dtype == torch.float64 and 0 < scale < math.inf
+        self.unit = scale if self.single else 1.0  # the float32 fits' unit: data and residuals divided by it
+        self.root = math.sqrt(self.unit)  # ... and each factor by its square root
         self.y32 = self.residual32 = self.work32 = None
 
     def __call__(self, clean: Tensor, u: Tensor, v: Tensor, max_sweeps: int, tol: float, stall_above: float | None,
@@ -609,28 +628,31 @@ class _Fitter:
             return _fit(self.y, clean, u, v, self.rows, max_sweeps, tol, stall_above, self.scratch, y_norm)
         if self.work32 is None:
             self.work32 = (torch.empty_like(self.y, dtype=torch.float32), torch.empty_like(self.y, dtype=torch.float32))
+        if y_norm is not None:
+            y_norm /= self.unit
         if tol >= SINGLE_ABOVE:
             if self.y32 is None:
-                self.y32 = self.y.float()
-            u, v, sweeps, stalled = _fit(self.y32, clean, u.float(), v.float(), self.rows, max_sweeps, tol,
-                                         stall_above, self.work32, y_norm)
-            return u.double(), v.double(), sweeps, stalled
+                self.y32 = torch.div(self.y, self.unit, out=self.scratch[0]).float()
+            u, v, sweeps, stalled = _fit(self.y32, clean, (u / self.root).float(), (v / self.root).float(), self.rows,
+                                         max_sweeps, tol, stall_above, self.work32, y_norm)
+            return u.double() * self.root, v.double() * self.root, sweeps, stalled
         if y_norm is None:
-            y_norm = max(self.rows.norm(torch.mul(self.y, clean, out=self.scratch[0])), 1e-300)
+            y_norm = max(self.rows.norm(torch.mul(self.y, clean, out=self.scratch[0])), 1e-300) / self.unit
         if self.residual32 is None:
             self.residual32 = torch.empty_like(self.y, dtype=torch.float32)
         sweeps, stalled, before = 0, False, math.inf
         while sweeps < max_sweeps:  # in stages, each within the corrections' reach from its base
-            self.residual32.copy_(torch.addmm(self.y, u, v.mT, alpha=-1, out=self.scratch[0]))
+            self.residual32.copy_(torch.addmm(self.y, u, v.mT, alpha=-1, out=self.scratch[0]).div_(self.unit))
             start = _norm(torch.mul(self.residual32, clean, out=self.work32[1]), self.rows) / y_norm
             if start > 0.1 * before:
                 break  # the last stage gained less than 10x: the fit is at its floor
             stage_tol = max(tol, CORRECTION_REACH * start)
-            base = (u.float(), v.float())
+            base = ((u / self.root).float(), (v / self.root).float())
             du, dv, more, stalled = _fit(self.residual32, clean, torch.zeros_like(base[0]), torch.zeros_like(base[1]),
                                          self.rows, max_sweeps - sweeps, stage_tol, stall_above, self.work32, y_norm,
                                          base)
-            u, v, sweeps, before = u + du.double(), v + dv.double(), sweeps + more, start
+            u, v = u + du.double() * self.root, v + dv.double() * self.root
+            sweeps, before = sweeps + more, start
             if stalled or stage_tol <= tol:
                 break
         return u, v, sweeps, stalled

@@ -295,3 +295,19 @@ def test_fused_loop_graphs_plain_launches_and_aten_loop_agree(monkeypatch, sym, 
     assert torch.equal(graphs.n_iter.cpu(), aten.n_iter.cpu())
     for a, b in zip(graphs, aten):
         assert_close(a.cpu(), b.cpu(), rtol=1e-9, atol=1e-11, equal_nan=True)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_the_estimator_refines_and_certifies_on_the_gpu(masked):
+    # DOP's fused CUDA loop, then the refinement on the device: float32 sweeps (on y and on corrections around the
+    # float64 residual), float64 Gram matrices and solves, the pinned-rows screen and the probes
+    from dopfast import RobustPCA
+    from dopfast.rpca import relative_error
+
+    x, _, y = rpca_instance(300, 6, 0.1)
+    mask = (torch.rand(300, 300, generator=torch.Generator().manual_seed(4)) > 0.1) if masked else None
+    cpu = RobustPCA(model="psd", random_state=0).fit(y, mask=mask)
+    gpu = RobustPCA(model="psd", random_state=0).fit(y.cuda(), mask=None if mask is None else mask.cuda())
+    assert gpu.low_rank_.is_cuda and gpu.refined_ and gpu.rank_ == 6
+    assert relative_error(gpu.low_rank_.cpu(), x) < 1e-10
+    assert relative_error(gpu.low_rank_.cpu(), cpu.low_rank_) < 1e-10

@@ -405,7 +405,7 @@ def refine_low_rank(y: Tensor, u: Tensor, v: Tensor, psd: bool, rows: Rows | Non
         # can be the largest component), the refit less that component is probed too.
         left, s, zh = factored_svd(*certified[-1].factors, rows)
         found = False
-        for keep in (torch.arange(r), _without_localized(left, zh, r + 1, rows)):
+        for keep in (torch.arange(r, device=left.device), _without_localized(left, zh, r + 1, rows)):
             if keep is None:
                 break
             probe = _refit(y, (left[:, keep] * s[keep], zh[keep]), left[:, keep], s[keep], zh[keep], r, psd, rows,
@@ -442,7 +442,7 @@ def _without_localized(left: Tensor, zh: Tensor, k: int, rows: Rows) -> Tensor |
     worst = int(torch.argmin(spread))
     if worst == k - 1 or float(spread[worst]) >= LOCALIZED * float(spread.median()):
         return None
-    return torch.tensor([i for i in range(k) if i != worst])
+    return torch.tensor([i for i in range(k) if i != worst], device=left.device)
 
 
 OBJECTIVE_SLACK = 1e-9  # relative: objectives closer than this are a tie (the refits' errors are ~1e-13)
